@@ -1,0 +1,52 @@
+# Arrivals: the operator's front door. `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# uv from PATH, else the one `make install` bootstraps with pip.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+BIN := .venv/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+
+.PHONY: help install up up-detach down status test test-unit test-e2e lint format run-manual clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Create .venv with everything from uv.lock (bootstraps uv if missing)
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+up: install ## Run the whole stack in the foreground (Ctrl-C stops it)
+	$(BIN)/arrivals up
+
+up-detach: install ## Start the stack in the background; returns once every service is healthy
+	$(BIN)/arrivals up --detach
+
+down: ## Stop every service this home started
+	@if [ -x $(BIN)/arrivals ]; then $(BIN)/arrivals down; else echo "not installed: nothing to stop"; fi
+
+status: install ## Services, files by outcome, champion
+	$(BIN)/arrivals status
+
+run-manual: install ## Produce batch N now through the producer deployment: make run-manual BATCH=3
+	@test -n "$(BATCH)" || { echo "usage: make run-manual BATCH=N"; exit 2; }
+	$(BIN)/arrivals drop --batch $(BATCH)
+
+test: install ## Unit, flow and end-to-end tests (real Prefect, MLflow, worker, sensor)
+	$(BIN)/pytest
+
+test-unit: install ## Only the tests that start no services
+	$(BIN)/pytest -m "not e2e"
+
+lint: install ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff format and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: down ## Stop the stack and delete the default home (.arrivals) and caches
+	rm -rf .arrivals .pytest_cache .ruff_cache

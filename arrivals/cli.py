@@ -1,0 +1,154 @@
+"""The `arrivals` command: up, down, status, drop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from shared.logs import setup_logging
+from shared.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("arrivals")
+
+
+def _use_prefect_of(settings: Settings) -> None:
+    """Point this process's Prefect client at this home's server, before prefect is imported."""
+    os.environ.update(settings.prefect_env())
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from arrivals.stack import Stack, StackError
+    from automations.apply import apply_all
+
+    _use_prefect_of(settings)
+    stack = Stack(settings)
+    started = time.monotonic()
+    try:
+        stack.up(apply_all)
+    except StackError as error:
+        log.error("%s", error)
+        return 1
+    log.info("All services healthy in %.1f s", time.monotonic() - started)
+    log.info("Prefect UI: %s", settings.prefect_ui_url)
+    log.info("MLflow UI:  %s", settings.mlflow_url)
+    log.info("Inbox:      %s  (drop CSVs here)", settings.dirs.inbox)
+    log.info("Logs:       %s", settings.dirs.logs)
+    if args.detach:
+        return 0
+    return _follow(settings, stack)
+
+
+def _follow(settings: Settings, stack) -> int:
+    """Show the sensor's and the worker's logs until Ctrl-C, then stop everything."""
+    log.info("Following the sensor and worker logs; Ctrl-C stops the stack.")
+    handles = {}
+    for name in ("sensor", "worker"):
+        handle = (settings.dirs.logs / f"{name}.log").open("r", errors="replace")
+        handle.seek(0, os.SEEK_END)
+        handles[name] = handle
+    try:
+        while True:
+            for name, handle in handles.items():
+                for line in handle.readlines():
+                    sys.stdout.write(f"{name:>6} | {line}")
+            sys.stdout.flush()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        log.info("Stopping…")
+    finally:
+        for handle in handles.values():
+            handle.close()
+        stack.down()
+    return 0
+
+
+def cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
+    from arrivals.stack import Stack
+
+    stopped = Stack(settings).down()
+    log.info("Stopped: %s", ", ".join(stopped) if stopped else "nothing was running")
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from arrivals.status import collect_status, render_status
+
+    status = collect_status(settings)
+    if args.json:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_status(status) + "\n")
+    return 0
+
+
+def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
+    if args.batch is not None:
+        return _run_producer(settings, args.batch)
+    source = Path(args.file)
+    if not source.is_file():
+        log.error("%s is not a file", source)
+        return 2
+    from shared.fs import atomic_copy
+
+    target = settings.dirs.inbox / source.name
+    settings.dirs.inbox.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        log.error("%s already waits in the inbox; rename the file to drop it again", target)
+        return 2
+    atomic_copy(source, target)
+    log.info("Dropped %s into %s", source, settings.dirs.inbox)
+    return 0
+
+
+def _run_producer(settings: Settings, batch: int) -> int:
+    """Run the producer deployment for one batch now, and wait for it."""
+    _use_prefect_of(settings)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        "produce-batch/producer", parameters={"batch": batch}, timeout=120, tags=["manual"]
+    )
+    state = run.state
+    log.info("Producer run %s for batch %d: %s", run.name, batch, state.name if state else "?")
+    return 0 if state is not None and state.is_completed() else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="arrivals", description=__doc__)
+    parser.add_argument("--config", help="params.yaml to use (default: ARRIVALS_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start every service; --detach returns once healthy")
+    up.add_argument("--detach", action="store_true")
+    up.set_defaults(handler=cmd_up)
+    sub.add_parser("down", help="stop every service this home started").set_defaults(
+        handler=cmd_down
+    )
+    status = sub.add_parser("status", help="services, files and champion")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=cmd_status)
+    drop = sub.add_parser("drop", help="copy a CSV into the inbox, or produce batch N now")
+    target = drop.add_mutually_exclusive_group(required=True)
+    target.add_argument("file", nargs="?", help="a CSV to copy into the inbox atomically")
+    target.add_argument("--batch", type=int, help="run the producer deployment for batch N")
+    drop.set_defaults(handler=cmd_drop)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as error:
+        log.error("%s", error)
+        return 2
+    return args.handler(settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Deployments and automations, declared here and applied idempotently by `arrivals up`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import yaml
+
+from shared.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger("arrivals.apply")
+AUTOMATIONS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    entrypoint: str  # file path relative to the project root : flow function
+    name: str
+    description: str
+    cron: str | None = None
+
+
+def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
+    """Every deployment of the product. The clock and the training never share one."""
+    return [
+        DeploymentSpec(
+            "producer/flows.py:produce_batch",
+            "producer",
+            "Drops the next batch of the source dataset into the inbox on a cron schedule.",
+            cron=settings.automation.cron_schedule,
+        ),
+        DeploymentSpec(
+            "consumer/flows.py:retrain",
+            "retrain-on-arrival",
+            "Retrains when files arrive; run by the retrain-on-arrival automation.",
+        ),
+    ]
+
+
+def ensure_work_pool(settings: Settings) -> None:
+    """A process work pool; concurrency 1 so two retrains never race for the champion."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    name = settings.services.work_pool
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=1))
+        except ObjectAlreadyExists:
+            client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=1))
+
+
+def apply_deployments(settings: Settings) -> dict[str, UUID]:
+    """Create or update every deployment; returns ids by `flow/deployment` name."""
+    from prefect import Flow
+
+    ids: dict[str, UUID] = {}
+    for spec in deployment_specs(settings):
+        flow = Flow.from_source(str(PROJECT_ROOT), spec.entrypoint)
+        deployment = flow.to_deployment(
+            name=spec.name,
+            work_pool_name=settings.services.work_pool,
+            cron=spec.cron,
+            description=spec.description,
+        )
+        ids[f"{flow.name}/{spec.name}"] = deployment.apply(
+            work_pool_name=settings.services.work_pool
+        )
+        log.info("Deployment %s/%s applied", flow.name, spec.name)
+    return ids
+
+
+def automation_definitions() -> list[dict]:
+    return [
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in sorted(AUTOMATIONS_DIR.glob("*.yaml"))
+    ]
+
+
+def resolve_automation(definition: dict, deployment_ids: dict[str, UUID]):
+    """The Prefect automation for one YAML definition, its deployment name made an id."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    body = dict(definition)
+    deployment = body.pop("deployment", None)
+    actions = []
+    for action in body["actions"]:
+        action = dict(action)
+        if action["type"] == "run-deployment" and action.get("source") == "selected":
+            action["deployment_id"] = str(deployment_ids[deployment])
+        actions.append(action)
+    body["actions"] = actions
+    return AutomationCore.model_validate(body)
+
+
+def apply_automations(deployment_ids: dict[str, UUID]) -> list[UUID]:
+    """Create or update each automation by name; extra copies of a name are deleted."""
+    from prefect.client.orchestration import get_client
+
+    applied = []
+    with get_client(sync_client=True) as client:
+        for definition in automation_definitions():
+            automation = resolve_automation(definition, deployment_ids)
+            existing = client.read_automations_by_name(automation.name)
+            if existing:
+                keep, *extra = existing
+                client.update_automation(keep.id, automation)
+                for duplicate in extra:
+                    client.delete_automation(duplicate.id)
+                applied.append(keep.id)
+            else:
+                applied.append(client.create_automation(automation))
+            log.info("Automation %s applied", automation.name)
+    return applied
+
+
+def apply_all(settings: Settings) -> None:
+    """Work pool, deployments, automations: safe to run on every `up`."""
+    ensure_work_pool(settings)
+    apply_automations(apply_deployments(settings))

@@ -1,0 +1,361 @@
+"""The inbox sensor: watchdog + startup scan + periodic rescan -> ledger -> confirmed event.
+
+Design (see the brief's watchdog notes):
+- the watchdog handler only queues paths, so it can never raise and kill the dispatcher;
+- `Settler` decides when a file is complete: closed after writing, renamed into place, or
+  unchanged in size/mtime/inode across two checks (which is all that polling can offer);
+- every complete file is recorded in the ledger *before* it is announced, and announced
+  through `ConfirmedEmitter`; what the API has not confirmed is retried until it is;
+- the observer starts first, then the inbox is scanned, then rescanned periodically, so
+  files that arrived while the sensor was down or that an inotify overflow dropped are found;
+- a dead observer thread is noticed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import events
+from shared.fs import atomic_write_json, is_candidate, move_into, sha256_file
+from shared.ledger import DUPLICATE, Arrival, Ledger
+from shared.settings import Settings
+
+log = logging.getLogger("arrivals.sensor")
+
+CREATED, MODIFIED, CLOSED, MOVED, SCANNED = "created", "modified", "closed", "moved", "scanned"
+
+
+@dataclass
+class _Watch:
+    signature: tuple[int, int, int] | None  # size, mtime_ns, inode at the last check
+    since: float  # when that signature was first seen
+    writing: bool  # a push said it is open for writing and no close has come yet
+    complete: bool  # closed or renamed into place: no need to wait
+    via: str  # "push" or "scan"
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Settler:
+    """Decides when a file in the inbox is complete. Pure: time and paths come in from outside.
+
+    A file is complete when it was closed after writing or renamed into place (push), or
+    when its size/mtime/inode stayed the same for `settle_seconds` (push without close,
+    and every scan). A file still open for writing waits up to `open_grace_seconds` of
+    silence before it is trusted anyway (a writer that never closes).
+    """
+
+    def __init__(self, settle_seconds: float, open_grace_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
+        self.open_grace_seconds = open_grace_seconds
+        self._watched: dict[Path, _Watch] = {}
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def __contains__(self, path: Path) -> bool:
+        return path in self._watched
+
+    def notice(self, path: Path, kind: str, now: float) -> None:
+        watch = self._watched.get(path)
+        via = "scan" if kind == SCANNED else "push"
+        if watch is None:
+            watch = _Watch(_signature(path), now, False, False, via)
+            self._watched[path] = watch
+        elif kind == SCANNED:
+            return  # already followed; a scan adds nothing
+        if kind in (CREATED, MODIFIED):
+            watch.writing, watch.complete = True, False
+            watch.signature, watch.since = _signature(path), now
+        elif kind in (CLOSED, MOVED):
+            watch.writing, watch.complete = False, True
+
+    def forget(self, path: Path) -> None:
+        self._watched.pop(path, None)
+
+    def ready(self, now: float) -> list[tuple[Path, str]]:
+        """Paths that are complete now, with how they were detected; they are forgotten."""
+        done: list[tuple[Path, str]] = []
+        for path, watch in list(self._watched.items()):
+            current = _signature(path)
+            if current is None:
+                del self._watched[path]  # moved away or deleted before it settled
+                continue
+            if current != watch.signature:
+                watch.signature, watch.since = current, now
+                if not watch.complete:
+                    continue
+            quiet = now - watch.since
+            wait = self.open_grace_seconds if watch.writing else self.settle_seconds
+            if watch.complete or quiet >= wait:
+                done.append((path, watch.via))
+                del self._watched[path]
+        return done
+
+
+def _handler_class():
+    from watchdog.events import FileSystemEventHandler
+
+    class InboxHandler(FileSystemEventHandler):
+        """Queues (path, kind). Never raises: an exception here kills the observer thread."""
+
+        def __init__(self, sink: queue.SimpleQueue) -> None:
+            self.sink = sink
+
+        def on_any_event(self, event) -> None:
+            try:
+                if event.is_directory:
+                    return
+                kind = {
+                    "created": CREATED,
+                    "modified": MODIFIED,
+                    "closed": CLOSED,
+                    "moved": MOVED,
+                }.get(event.event_type)
+                if kind is None:
+                    return
+                path = event.dest_path if kind == MOVED else event.src_path
+                self.sink.put((os.fsdecode(path), kind))
+            except Exception:  # see the class docstring: never let it escape
+                log.exception("watchdog handler failed on %r", event)
+
+    return InboxHandler
+
+
+class InboxSensor:
+    """Turns complete CSVs in the inbox into ledger rows and confirmed Prefect events."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger,
+        emitter: events.Emitter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        observer_factory: Callable[[], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.emitter = emitter
+        self.clock = clock
+        self.inbox = settings.dirs.inbox.resolve()  # a symlinked inbox gets no inotify events
+        self.settler = Settler(settings.sensor.settle_seconds, settings.sensor.open_grace_seconds)
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._observer_factory = observer_factory
+        self._observer = None
+        self._stop = threading.Event()
+        self._next_rescan = 0.0
+        self._next_announce = 0.0
+        self._next_heartbeat = 0.0
+        self.host = socket.gethostname()
+
+    # -- observer -------------------------------------------------------------------------
+    def start_observer(self) -> None:
+        if self._observer_factory is not None:
+            observer = self._observer_factory()
+        else:
+            from watchdog.observers import Observer
+
+            observer = Observer()
+        observer.schedule(_handler_class()(self.queue), str(self.inbox), recursive=False)
+        observer.start()
+        self._observer = observer
+
+    @property
+    def watching(self) -> bool:
+        return self._observer is not None and self._observer.is_alive()
+
+    def check_observer(self) -> None:
+        """Rebuild the observer if its thread died; rescan for what it may have missed."""
+        if self._observer is not None and not self.watching:
+            log.error("watchdog observer died; restarting it and rescanning the inbox")
+            self.start_observer()
+            self.scan(self.clock())
+
+    # -- detection -----------------------------------------------------------------------
+    def scan(self, now: float) -> int:
+        """Follow every candidate file in the inbox the settler does not follow yet."""
+        found = 0
+        try:
+            entries = list(os.scandir(self.inbox))
+        except FileNotFoundError:
+            self.inbox.mkdir(parents=True, exist_ok=True)
+            return 0
+        for entry in entries:
+            path = Path(entry.path)
+            if is_candidate(entry.name) and path not in self.settler:
+                self.settler.notice(path, SCANNED, now)
+                found += 1
+        return found
+
+    def drain_queue(self, now: float) -> None:
+        while True:
+            try:
+                raw, kind = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            path = Path(raw)
+            if path.parent.resolve() == self.inbox and is_candidate(path.name):
+                self.settler.notice(path, kind, now)
+
+    def record(self, path: Path, via: str) -> Arrival | None:
+        """Hash and record one complete file; duplicates move to the archive right away."""
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            self._quarantine_special(path, st)
+            return None
+        sha256 = sha256_file(path)
+        arrival = self.ledger.record_arrival(
+            name=path.name,
+            path=str(path),
+            size=st.st_size,
+            sha256=sha256,
+            detected_via=via,
+        )
+        if arrival is None:
+            return None
+        if arrival.disposition == DUPLICATE:
+            moved = move_into(path, self.settings.dirs.archive / "duplicates", path.name)
+            self.ledger.move_arrival(arrival.id, str(moved))
+            log.info(
+                "%s is a duplicate of %s (moved to %s)", path.name, arrival.duplicate_of, moved
+            )
+        else:
+            log.info(
+                "Detected %s (%d bytes, sha256 %s, via %s)", path.name, st.st_size, sha256[:12], via
+            )
+        return arrival
+
+    def _quarantine_special(self, path: Path, st: os.stat_result) -> None:
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        reason = f"{path.name} is {kind}; only regular files are read (copy the data itself)"
+        where = move_into(path, self.settings.dirs.quarantine, path.name)
+        atomic_write_json(where.with_name(where.name + ".reason.json"), {"reason": reason})
+        log.warning("Rejected %s: %s", path.name, reason)
+
+    # -- delivery ------------------------------------------------------------------------
+    def _event_for(self, arrival: Arrival) -> events.Event:
+        payload = {
+            "name": arrival.name,
+            "path": arrival.path,
+            "size": arrival.size,
+            "sha256": arrival.sha256,
+            "detected_via": arrival.detected_via,
+        }
+        name = events.FILE_ARRIVED
+        if arrival.disposition == DUPLICATE:
+            name = events.FILE_DUPLICATE
+            payload["duplicate_of"] = arrival.duplicate_of
+        return events.file_event(
+            name,
+            sha256=arrival.sha256,
+            file_name=arrival.name,
+            payload=payload,
+            id=events.event_id(name, arrival.sha256, arrival.id),
+            related=[events.inbox_related(str(self.inbox))],
+        )
+
+    def announce_pending(self) -> int:
+        """Send every unconfirmed arrival; stop at the first failure and retry later."""
+        sent = 0
+        for arrival in self.ledger.unannounced():
+            try:
+                self.emitter.emit([self._event_for(arrival)])
+            except events.EventNotDelivered as error:
+                log.warning("Announcement of %s delayed: %s", arrival.name, error)
+                return sent
+            self.ledger.mark_announced(arrival.id)
+            sent += 1
+        return sent
+
+    def heartbeat(self) -> None:
+        counts = self.ledger.counts()
+        beat = events.Event(
+            event=events.SENSOR_HEARTBEAT,
+            resource={
+                "prefect.resource.id": f"inbox.sensor.{self.host}",
+                "prefect.resource.name": f"sensor on {self.host}",
+            },
+            payload={"pending": counts["pending"], "watching": self.watching},
+            id=events.event_id(events.SENSOR_HEARTBEAT, self.host, time.time()),
+        )
+        try:
+            self.emitter.emit([beat])
+        except events.EventNotDelivered as error:
+            log.warning("Heartbeat not delivered: %s", error)
+
+    # -- the loop ------------------------------------------------------------------------
+    def step(self, now: float) -> None:
+        """One pass: take pushes, rescan when due, record what settled, announce."""
+        sensor = self.settings.sensor
+        self.check_observer()
+        self.drain_queue(now)
+        if now >= self._next_rescan:
+            self.scan(now)
+            self._next_rescan = now + sensor.rescan_seconds
+        recorded = [self.record(path, via) for path, via in self.settler.ready(now)]
+        if any(recorded) or now >= self._next_announce:
+            if self.announce_pending() < len(self.ledger.unannounced()):
+                self._next_announce = now + sensor.retry_seconds
+            else:
+                self._next_announce = now + sensor.rescan_seconds
+        if now >= self._next_heartbeat:
+            self.heartbeat()
+            self._next_heartbeat = now + sensor.heartbeat_seconds
+
+    def run(self, *, tick: float = 0.1, alive_file: Path | None = None) -> None:
+        """Run until `stop()`; writes `alive_file` every pass so a supervisor sees progress."""
+        self.start_observer()
+        log.info("Watching %s", self.inbox)
+        try:
+            while not self._stop.is_set():
+                self.step(self.clock())
+                if alive_file is not None:
+                    alive_file.write_text(f"{time.time()} {int(self.watching)}\n")
+                self._stop.wait(tick)
+        finally:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=5)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    """`arrivals-sensor`: run the sensor for the configured home until SIGTERM/SIGINT."""
+    from shared.logs import setup_logging
+    from shared.settings import load_settings
+
+    setup_logging()
+    settings = load_settings()
+    settings.dirs.ensure()
+    ledger = Ledger(settings.ledger_url)
+    sensor = InboxSensor(settings, ledger, events.ConfirmedEmitter(settings.prefect_api_url))
+    signal.signal(signal.SIGTERM, lambda *_: sensor.stop())
+    signal.signal(signal.SIGINT, lambda *_: sensor.stop())
+    sensor.run(alive_file=settings.dirs.run / "sensor.alive")
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The retrain deployment: claim -> validate -> ingest -> train -> evaluate -> register -> judge.
+
+Thin Prefect wrappers around the stages in `consumer.retrain`. pandas, scikit-learn and
+mlflow are imported inside the stages, so a flow-run process starts fast.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from consumer import retrain as stages
+from shared.events import ConfirmedEmitter
+from shared.ledger import FileRecord, Ledger
+from shared.settings import load_settings
+
+
+@task(cache_policy=NO_CACHE)
+def claim_files(ctx: stages.RetrainContext) -> list[FileRecord]:
+    """Claim every announced file for this run."""
+    return stages.claim(ctx)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="ingest {record.name}")
+def ingest_file(ctx: stages.RetrainContext, record: FileRecord) -> stages.Accepted | None:
+    """Validate one file; accept it into the archive or quarantine it with a reason."""
+    return stages.ingest(ctx, record)
+
+
+@task(cache_policy=NO_CACHE)
+def train_model(ctx: stages.RetrainContext, new: list[stages.Accepted]) -> stages.Trained:
+    """Train on all accepted data and evaluate on the fixed holdout."""
+    return stages.train(ctx, new)
+
+
+@task(cache_policy=NO_CACHE)
+def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> dict:
+    """Register the challenger in MLflow and move `champion` only if it is better."""
+    return stages.register_and_judge(ctx, trained)
+
+
+@flow(name="retrain")
+def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
+    """Retrain on every announced file: validate, train on all accepted data, promote if better."""
+    from consumer.training import NotTrainable
+
+    settings = load_settings()
+    logger = get_run_logger()
+    ledger = Ledger(settings.ledger_url)
+    ctx = stages.RetrainContext(
+        settings=settings,
+        ledger=ledger,
+        emitter=ConfirmedEmitter(settings.prefect_api_url),
+        run_id=str(flow_run.id),
+        run_name=flow_run.name or "",
+        trigger_event_id=event_id,
+        logger=logger,
+    )
+    trigger = f"file {sha256[:12]}" if sha256 else "a manual run"
+    try:
+        claimed = claim_files(ctx)
+        if not claimed:
+            logger.info("Nothing to do for %s: an earlier run already took it.", trigger)
+            return {"version": None, "files": []}
+        logger.info("Claimed %d file(s) (triggered by %s)", len(claimed), trigger)
+        accepted = [a for a in (ingest_file(ctx, record) for record in claimed) if a]
+        if not accepted:
+            return {"version": None, "files": [], "rejected": [r.name for r in claimed]}
+        try:
+            trained = train_model(ctx, accepted)
+        except NotTrainable as reason:
+            return stages.keep_without_model(ctx, accepted, str(reason))
+        return register_and_judge(ctx, trained)
+    except BaseException:
+        released = ledger.release_claims(ctx.run_id)
+        logger.error("Retrain failed; released %d claimed file(s) for the next run.", released)
+        raise
+    finally:
+        ledger.close()

@@ -1,0 +1,110 @@
+"""The model registry behind a small interface: MLflow tracking + registry over HTTP.
+
+`mlflow` costs seconds to import, so it is imported inside the methods that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CHAMPION = "champion"
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file this run trains on for the first time (logged as an MLflow dataset input)."""
+
+    name: str
+    sha256: str
+    path: Path
+    frame: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Registered:
+    run_id: str
+    version: str
+    experiment_id: str
+
+
+class MlflowRegistry:
+    """Logs retrain runs, registers versions and moves aliases on one registered model."""
+
+    def __init__(self, tracking_uri: str, model_name: str, experiment: str) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.model_name = model_name
+        self.experiment = experiment
+
+    def champion(self) -> Champion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        metrics = self.client.get_run(version.run_id).data.metrics
+        return Champion(version.version, version.run_id, dict(metrics))
+
+    def log_and_register(
+        self,
+        *,
+        pipeline: Any,
+        x_example: pd.DataFrame,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        new_files: list[NewFile],
+        tags: dict[str, str],
+        artifacts: dict[str, Any],
+        trusted_types: list[str],
+    ) -> Registered:
+        """One MLflow run: params, metrics, dataset inputs, JSON artifacts, the model, a version."""
+        mlflow = self._mlflow
+        from mlflow.models import infer_signature
+
+        mlflow.set_experiment(self.experiment)
+        with mlflow.start_run(run_name=tags.get("arrivals.run_name")) as run:
+            mlflow.set_tags(tags)
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            for new in new_files:
+                dataset = mlflow.data.from_pandas(
+                    new.frame, source=str(new.path), name=new.name, digest=new.sha256[:16]
+                )
+                mlflow.log_input(dataset, context="training")
+            for name, content in artifacts.items():
+                mlflow.log_dict(content, name)
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(x_example, pipeline.predict(x_example)),
+                registered_model_name=self.model_name,
+                skops_trusted_types=trusted_types,
+            )
+        return Registered(
+            run.info.run_id, str(info.registered_model_version), run.info.experiment_id
+        )
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)
+
+    def set_champion(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)

@@ -1,0 +1,330 @@
+"""The ledger: one durable row per distinct content (sha256), every name it arrived under.
+
+Lifecycle of a file (content):
+    detected -> announced -> claimed -> trained | rejected
+and of an arrival (a name under which content came in): new | duplicate, announced or not.
+
+Every transition is a single conditional UPDATE inside a transaction, so two processes
+can never claim the same file. SQLite by default, any SQLAlchemy URL by configuration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+DETECTED = "detected"
+ANNOUNCED = "announced"
+CLAIMED = "claimed"
+TRAINED = "trained"
+REJECTED = "rejected"
+PENDING_STATES = (DETECTED, ANNOUNCED, CLAIMED)
+
+NEW = "new"
+DUPLICATE = "duplicate"
+
+metadata = sa.MetaData()
+
+files_table = sa.Table(
+    "files",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),
+    sa.Column("stored_path", sa.Text, nullable=False),
+    sa.Column("detected_at", sa.Float, nullable=False),
+    sa.Column("announced_at", sa.Float),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claim_expires_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("rows", sa.Integer),
+    sa.Column("model_version", sa.String(32)),
+    sa.Column("reason", sa.Text),
+)
+
+arrivals_table = sa.Table(
+    "arrivals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("files.sha256"), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("detected_via", sa.String(8), nullable=False),
+    sa.Column("detected_at", sa.Float, nullable=False),
+    sa.Column("disposition", sa.String(16), nullable=False),
+    sa.Column("announced_at", sa.Float),
+)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    sha256: str
+    name: str
+    size: int
+    state: str
+    stored_path: str
+    detected_at: float
+    announced_at: float | None
+    claimed_by: str | None
+    finished_at: float | None
+    rows: int | None
+    model_version: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Arrival:
+    id: int
+    sha256: str
+    name: str
+    path: str
+    size: int
+    detected_via: str
+    detected_at: float
+    disposition: str
+    announced_at: float | None
+    duplicate_of: str | None = None  # the first name of the content, for duplicates
+
+
+def _file(row: sa.Row) -> FileRecord:
+    m = row._mapping
+    return FileRecord(**{field: m[field] for field in FileRecord.__dataclass_fields__})
+
+
+def _arrival(row: sa.Row, duplicate_of: str | None = None) -> Arrival:
+    m = row._mapping
+    fields = {f: m[f] for f in Arrival.__dataclass_fields__ if f != "duplicate_of"}
+    return Arrival(**fields, duplicate_of=duplicate_of)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
+    cursor = dbapi_connection.cursor()
+    # WAL lets the status CLI read while the sensor or a retrain writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Ledger:
+    """Transactional record of every file that reached the inbox."""
+
+    def __init__(self, url: str, *, clock=time.time) -> None:
+        self.url = url
+        self._clock = clock
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- arrivals (sensor side) ---------------------------------------------------------
+    def record_arrival(
+        self, *, name: str, path: str, size: int, sha256: str, detected_via: str
+    ) -> Arrival | None:
+        """Record that `path` (content `sha256`) is complete in the inbox.
+
+        Returns the new arrival, or None when this exact file (same content at the same
+        path, still pending) is already recorded: the push and the scan both see a file,
+        and that is one arrival, not two.
+        """
+        now = self._clock()
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                sa.select(files_table).where(files_table.c.sha256 == sha256)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    files_table.insert().values(
+                        sha256=sha256,
+                        name=name,
+                        size=size,
+                        state=DETECTED,
+                        stored_path=path,
+                        detected_at=now,
+                    )
+                )
+                disposition, duplicate_of = NEW, None
+            else:
+                seen_here = conn.execute(
+                    sa.select(arrivals_table.c.id).where(
+                        arrivals_table.c.sha256 == sha256, arrivals_table.c.path == path
+                    )
+                ).first()
+                if seen_here is not None and existing.state in PENDING_STATES:
+                    return None
+                disposition, duplicate_of = DUPLICATE, existing.name
+            result = conn.execute(
+                arrivals_table.insert().values(
+                    sha256=sha256,
+                    name=name,
+                    path=path,
+                    size=size,
+                    detected_via=detected_via,
+                    detected_at=now,
+                    disposition=disposition,
+                )
+            )
+            row = conn.execute(
+                sa.select(arrivals_table).where(
+                    arrivals_table.c.id == result.inserted_primary_key[0]
+                )
+            ).one()
+        return _arrival(row, duplicate_of)
+
+    def unannounced(self) -> list[Arrival]:
+        """Arrivals whose event the Prefect API has not confirmed yet, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(arrivals_table, files_table.c.name.label("first_name"))
+                .join(files_table, files_table.c.sha256 == arrivals_table.c.sha256)
+                .where(arrivals_table.c.announced_at.is_(None))
+                .order_by(arrivals_table.c.id)
+            ).all()
+        return [
+            _arrival(row, row.first_name if row.disposition == DUPLICATE else None) for row in rows
+        ]
+
+    def mark_announced(self, arrival_id: int) -> None:
+        """The API accepted the arrival's event; a new file becomes claimable."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            sha256 = conn.execute(
+                arrivals_table.update()
+                .where(arrivals_table.c.id == arrival_id)
+                .values(announced_at=now)
+                .returning(arrivals_table.c.sha256)
+            ).scalar_one()
+            conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256 == sha256, files_table.c.state == DETECTED)
+                .values(state=ANNOUNCED, announced_at=now)
+            )
+
+    def move_arrival(self, arrival_id: int, path: str) -> None:
+        """Record where a duplicate's bytes were moved (its terminal place on disk)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                arrivals_table.update().where(arrivals_table.c.id == arrival_id).values(path=path)
+            )
+
+    # -- claims (consumer side) ---------------------------------------------------------
+    def claim_pending(self, run_id: str, *, ttl_seconds: float) -> list[FileRecord]:
+        """Atomically claim every announced file, and every claim that expired.
+
+        One statement, so concurrent callers split the pending files and never share one.
+        """
+        now = self._clock()
+        claimable = sa.or_(
+            files_table.c.state == ANNOUNCED,
+            sa.and_(files_table.c.state == CLAIMED, files_table.c.claim_expires_at < now),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(
+                files_table.update()
+                .where(claimable)
+                .values(state=CLAIMED, claimed_by=run_id, claim_expires_at=now + ttl_seconds)
+            )
+            rows = conn.execute(
+                sa.select(files_table)
+                .where(files_table.c.state == CLAIMED, files_table.c.claimed_by == run_id)
+                .order_by(files_table.c.detected_at)
+            ).all()
+        return [_file(row) for row in rows]
+
+    def release_claims(self, run_id: str) -> int:
+        """Give a failed run's files back so the next run takes them."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                files_table.update()
+                .where(files_table.c.state == CLAIMED, files_table.c.claimed_by == run_id)
+                .values(state=ANNOUNCED, claimed_by=None, claim_expires_at=None)
+            )
+        return result.rowcount
+
+    def set_stored_path(self, sha256: str, path: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                files_table.update().where(files_table.c.sha256 == sha256).values(stored_path=path)
+            )
+
+    def mark_rejected(self, sha256: str, *, run_id: str, reason: str, path: str) -> None:
+        self._finish([sha256], run_id, state=REJECTED, reason=reason, stored_path=path, rows=None)
+
+    def mark_trained(
+        self, rows_by_sha: dict[str, int], *, run_id: str, version: str | None
+    ) -> None:
+        with self.engine.begin() as conn:
+            for sha256, rows in rows_by_sha.items():
+                self._finish_in(
+                    conn, sha256, run_id, state=TRAINED, model_version=version, rows=rows
+                )
+
+    def _finish(self, shas: Iterable[str], run_id: str, **values) -> None:
+        with self.engine.begin() as conn:
+            for sha256 in shas:
+                self._finish_in(conn, sha256, run_id, **values)
+
+    def _finish_in(self, conn: sa.Connection, sha256: str, run_id: str, **values) -> None:
+        result = conn.execute(
+            files_table.update()
+            .where(
+                files_table.c.sha256 == sha256,
+                files_table.c.state == CLAIMED,
+                files_table.c.claimed_by == run_id,
+            )
+            .values(finished_at=self._clock(), claim_expires_at=None, **values)
+        )
+        if result.rowcount != 1:
+            raise ClaimLost(f"file {sha256[:12]} is no longer claimed by run {run_id}")
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, sha256: str) -> FileRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(files_table).where(files_table.c.sha256 == sha256)).first()
+        return _file(row) if row else None
+
+    def files(self, state: str | None = None) -> list[FileRecord]:
+        query = sa.select(files_table).order_by(files_table.c.detected_at)
+        if state is not None:
+            query = query.where(files_table.c.state == state)
+        with self.engine.connect() as conn:
+            return [_file(row) for row in conn.execute(query)]
+
+    def arrivals(self) -> list[Arrival]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(arrivals_table).order_by(arrivals_table.c.id)).all()
+        return [_arrival(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Distinct files by outcome: pending, trained, rejected, duplicate."""
+        with self.engine.connect() as conn:
+            by_state = dict(
+                conn.execute(
+                    sa.select(files_table.c.state, sa.func.count()).group_by(files_table.c.state)
+                ).all()
+            )
+            duplicates = conn.execute(
+                sa.select(sa.func.count()).where(arrivals_table.c.disposition == DUPLICATE)
+            ).scalar_one()
+        return {
+            "pending": sum(by_state.get(state, 0) for state in PENDING_STATES),
+            "trained": by_state.get(TRAINED, 0),
+            "rejected": by_state.get(REJECTED, 0),
+            "duplicate": duplicates,
+        }
+
+
+class ClaimLost(RuntimeError):
+    """A run tried to finish a file it no longer holds (its claim expired and moved on)."""

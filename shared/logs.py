@@ -1,0 +1,15 @@
+"""Logging setup for the long-running processes (the CLI, the sensor)."""
+
+from __future__ import annotations
+
+import logging
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # One line per HTTP request drowns what matters (arrivals, retrains, promotions).
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,0 +1,359 @@
+"""Settings: params.yaml + environment, validated once at start.
+
+`load_settings()` is the only way to get a `Settings`; nothing is read at import time.
+A bad file stops startup with `SettingsError`, whose message is one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "params.yaml"
+
+
+class SettingsError(ValueError):
+    """params.yaml or the environment is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    type: Literal["float", "int", "category", "string"]
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _values_only_for_categories(self) -> ColumnSpec:
+        if self.values is not None and self.type != "category":
+            raise ValueError("'values' is only allowed for type: category")
+        return self
+
+
+class LabelRule(_Strict):
+    name: str = "label"
+    kind: Literal["ratio_above", "above", "column"]
+    numerator: str | None = None
+    denominator: str | None = None
+    column: str | None = None
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> LabelRule:
+        needed = {
+            "ratio_above": ("numerator", "denominator", "threshold"),
+            "above": ("column", "threshold"),
+            "column": ("column",),
+        }[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"label kind {self.kind!r} needs {', '.join(missing)}")
+        return self
+
+    def source_columns(self) -> list[str]:
+        """Columns the rule reads."""
+        if self.kind == "ratio_above":
+            return [self.numerator, self.denominator]  # type: ignore[list-item]
+        return [self.column]  # type: ignore[list-item]
+
+
+class Features(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class DatasetSettings(_Strict):
+    name: str
+    source: Path
+    columns: dict[str, ColumnSpec]
+    label: LabelRule
+    features: Features
+    max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> DatasetSettings:
+        for column in [*self.label.source_columns(), *self.features.all]:
+            if column not in self.columns:
+                raise ValueError(f"column {column!r} is used but not declared under columns")
+        if not self.features.all:
+            raise ValueError("features: at least one feature is needed")
+        if self.label.kind == "column" and self.label.column in self.features.all:
+            raise ValueError(f"label column {self.label.column!r} cannot also be a feature")
+        return self
+
+
+class HoldoutSettings(_Strict):
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    seed: int = 7
+
+
+class AutomationSettings(_Strict):
+    cron_schedule: str = "*/2 * * * *"
+    max_batches: Annotated[int, Field(ge=1)] = 8
+    batch_size: Annotated[int, Field(ge=1)] = 22
+    batch_seed: int = 42
+
+    @model_validator(mode="after")
+    def _cron_has_five_fields(self) -> AutomationSettings:
+        if len(self.cron_schedule.split()) != 5:
+            raise ValueError(f"cron_schedule {self.cron_schedule!r} must have 5 fields")
+        return self
+
+
+class ModelSettings(_Strict):
+    name: Annotated[str, Field(min_length=1)]
+    kind: Literal["random_forest", "logistic_regression", "hist_gradient_boosting"]
+    params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
+    random_state: int = 42
+
+
+class PromotionSettings(_Strict):
+    metric: Literal["roc_auc", "accuracy", "f1_macro", "log_loss"] = "roc_auc"
+    min_improvement: Annotated[float, Field(ge=0)] = 0.0
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ServiceSettings(_Strict):
+    host: str = "127.0.0.1"
+    prefect_port: Port = 4200
+    mlflow_port: Port = 5000
+    worker_query_seconds: Annotated[float, Field(gt=0)] = 1.0
+    startup_timeout_seconds: Annotated[float, Field(gt=0)] = 120
+    work_pool: str = "arrivals"
+
+
+class SensorSettings(_Strict):
+    settle_seconds: Annotated[float, Field(gt=0)] = 0.5
+    rescan_seconds: Annotated[float, Field(gt=0)] = 30
+    retry_seconds: Annotated[float, Field(gt=0)] = 2
+    heartbeat_seconds: Annotated[float, Field(gt=0)] = 30
+    open_grace_seconds: Annotated[float, Field(gt=0)] = 10
+
+
+class ConsumerSettings(_Strict):
+    claim_ttl_seconds: Annotated[float, Field(gt=0)] = 900
+
+
+class PathSettings(_Strict):
+    home: Path = Path(".arrivals")
+
+
+class Paths(BaseModel):
+    """Every runtime location, all under one home folder."""
+
+    model_config = ConfigDict(frozen=True)
+    home: Path
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def inbox(self) -> Path:
+        return self.data / "inbox"
+
+    @property
+    def archive(self) -> Path:
+        return self.data / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.data / "quarantine"
+
+    @property
+    def holdout(self) -> Path:
+        return self.data / "holdout.csv"
+
+    @property
+    def ledger(self) -> Path:
+        return self.home / "ledger.db"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+    @property
+    def mlflow(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def models(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def metrics(self) -> Path:
+        return self.home / "metrics"
+
+    @property
+    def batch_state(self) -> Path:
+        return self.home / "batch_state.json"
+
+    @property
+    def producer_state(self) -> Path:
+        return self.home / "producer_state.json"
+
+    def ensure(self) -> None:
+        """Create the folders the services write into."""
+        for folder in (
+            self.inbox,
+            self.archive,
+            self.quarantine,
+            self.prefect_home,
+            self.mlflow,
+            self.logs,
+            self.run,
+            self.models,
+            self.metrics,
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+class Settings(_Strict):
+    dataset: DatasetSettings
+    holdout: HoldoutSettings = HoldoutSettings()
+    automation: AutomationSettings = AutomationSettings()
+    model: ModelSettings
+    promotion: PromotionSettings = PromotionSettings()
+    services: ServiceSettings = ServiceSettings()
+    sensor: SensorSettings = SensorSettings()
+    consumer: ConsumerSettings = ConsumerSettings()
+    paths: PathSettings = PathSettings()
+    config_file: Path = DEFAULT_CONFIG
+
+    @property
+    def home(self) -> Path:
+        return self.paths.home
+
+    @property
+    def dirs(self) -> Paths:
+        return Paths(home=self.paths.home)
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"http://{self.services.host}:{self.services.prefect_port}/api"
+
+    @property
+    def prefect_ui_url(self) -> str:
+        return f"http://{self.services.host}:{self.services.prefect_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.services.host}:{self.services.mlflow_port}"
+
+    @property
+    def ledger_url(self) -> str:
+        return f"sqlite:///{self.dirs.ledger}"
+
+    def prefect_env(self) -> dict[str, str]:
+        """Environment every process needs to talk to this instance's Prefect, never ~/.prefect."""
+        return {
+            "PREFECT_HOME": str(self.dirs.prefect_home),
+            "PREFECT_API_URL": self.prefect_api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.services.worker_query_seconds),
+            "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.services.worker_query_seconds))),
+        }
+
+    def child_env(self) -> dict[str, str]:
+        """The full environment for a child process: ours + Prefect's + this config and home."""
+        env = dict(os.environ)
+        env.update(self.prefect_env())
+        env["ARRIVALS_HOME"] = str(self.home)
+        env["ARRIVALS_CONFIG"] = str(self.config_file)
+        env["ARRIVALS_PREFECT_PORT"] = str(self.services.prefect_port)
+        env["ARRIVALS_MLFLOW_PORT"] = str(self.services.mlflow_port)
+        env["MLFLOW_TRACKING_URI"] = self.mlflow_url
+        # The machine is offline and users did not opt in: no telemetry from any service.
+        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+        env["DO_NOT_TRACK"] = "true"
+        return env
+
+
+def _format_error(error: ValidationError, config_file: Path) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{config_file}: {key}: {message}{suffix}"
+
+
+def _env_port(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise SettingsError(f"{name}={raw!r}: must be a port number") from error
+
+
+def load_settings(config: str | Path | None = None) -> Settings:
+    """Build the settings from params.yaml (or ARRIVALS_CONFIG) and the environment.
+
+    Environment overrides: ARRIVALS_HOME, ARRIVALS_PREFECT_PORT, ARRIVALS_MLFLOW_PORT.
+    Relative dataset paths resolve against the config file's folder, the home folder
+    against the current directory only when given through ARRIVALS_HOME.
+    """
+    config_file = Path(config or os.environ.get("ARRIVALS_CONFIG") or DEFAULT_CONFIG).resolve()
+    try:
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise SettingsError(f"{config_file}: file not found") from error
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{config_file}: not valid YAML: {error}".splitlines()[0]) from error
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{config_file}: (top level): expected a mapping of sections")
+    raw["config_file"] = config_file
+
+    services = dict(raw.get("services") or {})
+    for key, env_name in (
+        ("prefect_port", "ARRIVALS_PREFECT_PORT"),
+        ("mlflow_port", "ARRIVALS_MLFLOW_PORT"),
+    ):
+        port = _env_port(env_name)
+        if port is not None:
+            services[key] = port
+    raw["services"] = services
+
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as error:
+        raise SettingsError(_format_error(error, config_file)) from None
+
+    env_home = os.environ.get("ARRIVALS_HOME")
+    home = Path(env_home).resolve() if env_home else config_file.parent / settings.paths.home
+    source = settings.dataset.source
+    if not source.is_absolute():
+        source = config_file.parent / source
+    return settings.model_copy(
+        update={
+            "paths": PathSettings(home=home.resolve()),
+            "dataset": settings.dataset.model_copy(update={"source": source.resolve()}),
+        }
+    )

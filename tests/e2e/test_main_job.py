@@ -1,0 +1,164 @@
+"""The main job, end to end on real servers: a hand-dropped CSV becomes the champion."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.dataset import training_pool
+from shared.events import file_resource_id
+from shared.fs import sha256_file
+from tests.e2e.conftest import RunningStack, wait_for
+
+pytestmark = pytest.mark.e2e
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _producer_deployment(stack: RunningStack) -> dict:
+    return stack.prefect("GET", "/deployments/name/produce-batch/producer").json()
+
+
+def test_status_json_matches_the_operator_contract(stack: RunningStack):
+    status = stack.status()
+    for name in ("prefect", "mlflow", "worker", "sensor"):
+        service = status["services"][name]
+        assert service["healthy"] is True, (name, service)
+        assert isinstance(service["pid"], int)
+    assert status["services"]["prefect"]["url"] == stack.settings.prefect_ui_url
+    assert status["services"]["mlflow"]["url"] == stack.settings.mlflow_url
+    assert status["inbox"] == str(stack.settings.dirs.inbox)
+    assert status["quarantine"] == str(stack.settings.dirs.quarantine)
+    assert set(status["files"]) >= {"pending", "trained", "rejected", "duplicate"}
+    assert "champion" in status
+
+
+def test_producer_is_deployed_on_the_cron_schedule_and_scheduled(stack: RunningStack):
+    deployment = _producer_deployment(stack)
+    crons = [s["schedule"].get("cron") for s in deployment["schedules"]]
+    assert crons == ["*/2 * * * *"]
+    scheduled = wait_for(
+        lambda: stack.flow_runs("produce-batch/producer", state="SCHEDULED"),
+        30,
+        "the scheduler to plan producer runs",
+    )
+    minutes = {run["expected_start_time"][14:16] for run in scheduled}
+    assert all(int(minute) % 2 == 0 for minute in minutes), minutes
+    # From here on the tests drive the producer by hand, so the clock cannot race them.
+    stack.prefect("POST", f"/deployments/{deployment['id']}/pause_deployment")
+
+
+def test_second_up_changes_nothing(stack: RunningStack):
+    before = {name: s["pid"] for name, s in stack.status()["services"].items()}
+    result = stack.arrivals("up", "--detach", check=False)
+    assert result.returncode == 0, result.stderr
+    after = {name: s["pid"] for name, s in stack.status()["services"].items()}
+    assert after == before
+    automations = stack.prefect("POST", "/automations/filter", json={}).json()
+    names = [a["name"] for a in automations]
+    assert names.count("retrain-on-arrival") == 1, names
+    deployments = stack.prefect("POST", "/deployments/filter", json={}).json()
+    assert sorted(d["name"] for d in deployments) == ["producer", "retrain-on-arrival"]
+
+
+def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Path):
+    settings = stack.settings
+    source = tmp_path / "hand_drop.csv"
+    # Every non-holdout row, columns shuffled: a hand-made file, not a produced batch.
+    pool = training_pool(settings.dataset, settings.holdout)
+    pool[list(reversed(pool.columns))].to_csv(source, index=False)
+    sha = sha256_file(source)
+
+    dropped = time.monotonic()
+    subprocess.run(["cp", str(source), str(settings.dirs.inbox)], check=True)
+    record = stack.wait_terminal("hand_drop.csv")
+    sys.stderr.write(f"\nhand drop -> champion decision: {time.monotonic() - dropped:.1f} s\n")
+
+    assert record.sha256 == sha
+    assert record.state == "trained", record.reason
+    assert record.rows == len(pool)
+
+    # MLflow: the version that took the file holds the champion alias.
+    alias = stack.mlflow(
+        "/registered-models/alias", name=settings.model.name, alias="champion"
+    ).json()["model_version"]
+    assert alias["version"] == record.model_version
+    tags = {tag["key"]: tag["value"] for tag in alias.get("tags", [])}
+    assert "hand_drop.csv" in tags["arrivals.files_new"]
+    assert tags["arrivals.decision"] == "promoted"
+
+    # Prefect: the arrival event is in the feed, and a completed retrain run took it.
+    arrived = stack.events("inbox.file.arrived", file_resource_id(sha))
+    assert len(arrived) == 1
+    assert arrived[0]["payload"]["name"] == "hand_drop.csv"
+    assert arrived[0]["resource"]["prefect.resource.name"] == "hand_drop.csv"
+    wait_for(
+        lambda: sha
+        in {
+            run["parameters"].get("sha256")
+            for run in stack.flow_runs("retrain/retrain-on-arrival", state="COMPLETED")
+        },
+        60,
+        "the retrain run triggered by the arrival to complete",
+    )
+
+    # The file left the inbox for the archive; the history files say the same.
+    assert not (settings.dirs.inbox / "hand_drop.csv").exists()
+    assert Path(record.stored_path).parent == settings.dirs.archive
+    status = stack.status()
+    assert status["champion"]["version"] == record.model_version
+    ledger = stack.ledger()
+    try:
+        assert status["files"] == ledger.counts()
+    finally:
+        ledger.close()
+
+
+def test_run_manual_produces_batch_3_which_is_then_trained(stack: RunningStack):
+    result = subprocess.run(
+        ["make", "--no-print-directory", "run-manual", "BATCH=3"],
+        cwd=PROJECT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    record = stack.wait_terminal("tips_batch_003.csv")
+    assert record.state == "trained"
+    assert record.rows == stack.settings.automation.batch_size
+    assert record.model_version is not None
+
+
+def test_batch_past_max_batches_completes_cleanly(stack: RunningStack):
+    past = stack.settings.automation.max_batches + 1
+    result = stack.arrivals("drop", "--batch", str(past), check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Completed" in result.stderr
+    name = f"tips_batch_{past:03d}.csv"
+    assert not (stack.settings.dirs.inbox / name).exists()
+    ledger = stack.ledger()
+    try:
+        assert name not in {r.name for r in ledger.files()}
+    finally:
+        ledger.close()
+
+
+def test_down_stops_everything(stack: RunningStack):
+    pids = [s["pid"] for s in stack.status()["services"].values()]
+    stack.arrivals("down")
+    ports = (stack.settings.services.prefect_port, stack.settings.services.mlflow_port)
+    from arrivals.stack import port_in_use
+
+    wait_for(lambda: not any(port_in_use("127.0.0.1", p) for p in ports), 20, "ports to close")
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"pid {pid} still running"
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(stack.settings.home)], capture_output=True, text=True
+    ).stdout.split()
+    assert leftovers == []
+    status = stack.status()
+    assert not any(s["healthy"] for s in status["services"].values())
