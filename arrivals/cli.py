@@ -1,4 +1,4 @@
-"""The `arrivals` command: up, down, status, drop."""
+"""The `arrivals` command: up, down, status, drop, release."""
 
 from __future__ import annotations
 
@@ -105,6 +105,40 @@ def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
+    """Move a (fixed) file from quarantine back into the inbox; the sensor takes it as new."""
+    from shared.fs import is_within, move_into, sha256_file
+    from shared.ledger import Ledger
+
+    quarantine = settings.dirs.quarantine
+    path = Path(args.file)
+    if not path.is_absolute() and not path.exists():
+        path = quarantine / path
+    if not path.is_file() or not is_within(path, quarantine) or path.is_symlink():
+        log.error("%s is not a file in the quarantine folder %s", args.file, quarantine)
+        return 2
+    target = settings.dirs.inbox / path.name
+    if target.exists():
+        log.error("%s already waits in the inbox", target)
+        return 2
+    ledger = Ledger(settings.ledger_url)
+    try:
+        # Same bytes as the rejected file: the ledger must let this content in again.
+        readmitted = ledger.readmit(sha256_file(path), str(path))
+    finally:
+        ledger.close()
+    sidecar = path.with_name(path.name + ".reason.json")
+    if sidecar.exists():
+        move_into(sidecar, quarantine / "released")
+    path.replace(target)  # same file system: an atomic rename into the inbox
+    log.info(
+        "Released %s into the inbox (%s)",
+        path.name,
+        "same content, re-admitted" if readmitted else "new content",
+    )
+    return 0
+
+
 def _run_producer(settings: Settings, batch: int) -> int:
     """Run the producer deployment for one batch now, and wait for it."""
     _use_prefect_of(settings)
@@ -136,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("file", nargs="?", help="a CSV to copy into the inbox atomically")
     target.add_argument("--batch", type=int, help="run the producer deployment for batch N")
     drop.set_defaults(handler=cmd_drop)
+    release = sub.add_parser("release", help="re-admit a (fixed) file from the quarantine")
+    release.add_argument("file", help="a file in the quarantine folder (path or name)")
+    release.set_defaults(handler=cmd_release)
     return parser
 
 

@@ -149,6 +149,7 @@ class InboxSensor:
         *,
         clock: Callable[[], float] = time.monotonic,
         observer_factory: Callable[[], object] | None = None,
+        run_states: events.RunStates | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -158,6 +159,7 @@ class InboxSensor:
         self.settler = Settler(settings.sensor.settle_seconds, settings.sensor.open_grace_seconds)
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self._observer_factory = observer_factory
+        self.run_states = run_states
         self._observer = None
         self._stop = threading.Event()
         self._next_rescan = 0.0
@@ -287,6 +289,49 @@ class InboxSensor:
             sent += 1
         return sent
 
+    def release_ended_claims(self) -> set[str]:
+        """Runs that ended (crashed, failed, cancelled) while holding files give them back."""
+        if self.run_states is None:
+            return set()
+        ended = set()
+        for run_id in self.ledger.claiming_runs():
+            if self.run_states.ended(run_id):
+                released = self.ledger.release_claims(run_id)
+                log.warning("Run %s ended holding %d file(s); released them", run_id, released)
+                ended.add(run_id)
+        return ended
+
+    def reannounce_stragglers(self) -> int:
+        """Announce again the files no run took (see `Ledger.stragglers`)."""
+        stragglers = self.ledger.stragglers(
+            self.settings.sensor.reannounce_after_seconds, self.release_ended_claims()
+        )
+        for record in stragglers:
+            event = events.file_event(
+                events.FILE_ARRIVED,
+                sha256=record.sha256,
+                file_name=record.name,
+                payload={
+                    "name": record.name,
+                    "path": record.stored_path,
+                    "size": record.size,
+                    "sha256": record.sha256,
+                    "detected_via": "scan",
+                    "reannounced": True,
+                },
+                # One id per attempt: the server keeps each, and drops retries of one.
+                id=events.event_id(events.FILE_ARRIVED, record.sha256, record.announced_at),
+                related=[events.inbox_related(str(self.inbox))],
+            )
+            try:
+                self.emitter.emit([event])
+            except events.EventNotDelivered as error:
+                log.warning("Re-announcement of %s delayed: %s", record.name, error)
+                return 0
+            self.ledger.touch_announced(record.sha256)
+            log.warning("No run took %s yet; announced it again", record.name)
+        return len(stragglers)
+
     def heartbeat(self) -> None:
         counts = self.ledger.counts()
         beat = events.Event(
@@ -311,13 +356,13 @@ class InboxSensor:
         self.drain_queue(now)
         if now >= self._next_rescan:
             self.scan(now)
+            self.reannounce_stragglers()
             self._next_rescan = now + sensor.rescan_seconds
         recorded = [self.record(path, via) for path, via in self.settler.ready(now)]
         if any(recorded) or now >= self._next_announce:
-            if self.announce_pending() < len(self.ledger.unannounced()):
-                self._next_announce = now + sensor.retry_seconds
-            else:
-                self._next_announce = now + sensor.rescan_seconds
+            self.announce_pending()
+            waiting = bool(self.ledger.unannounced())
+            self._next_announce = now + (sensor.retry_seconds if waiting else sensor.rescan_seconds)
         if now >= self._next_heartbeat:
             self.heartbeat()
             self._next_heartbeat = now + sensor.heartbeat_seconds
@@ -350,7 +395,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     settings = load_settings()
     settings.dirs.ensure()
     ledger = Ledger(settings.ledger_url)
-    sensor = InboxSensor(settings, ledger, events.ConfirmedEmitter(settings.prefect_api_url))
+    sensor = InboxSensor(
+        settings,
+        ledger,
+        events.ConfirmedEmitter(settings.prefect_api_url),
+        run_states=events.RunStates(settings.prefect_api_url),
+    )
     signal.signal(signal.SIGTERM, lambda *_: sensor.stop())
     signal.signal(signal.SIGINT, lambda *_: sensor.stop())
     sensor.run(alive_file=settings.dirs.run / "sensor.alive")

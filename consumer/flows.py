@@ -40,7 +40,9 @@ def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> d
     return stages.register_and_judge(ctx, trained)
 
 
-@flow(name="retrain")
+# Retries cover a passing outage (MLflow restarting): a failed attempt releases its claims,
+# the retry claims them again. What still fails is announced again by the sensor's sweep.
+@flow(name="retrain", retries=2, retry_delay_seconds=10)
 def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
     """Retrain on every announced file: validate, train on all accepted data, promote if better."""
     from consumer.training import NotTrainable

@@ -102,6 +102,27 @@ class MlflowRegistry:
             run.info.run_id, str(info.registered_model_version), run.info.experiment_id
         )
 
+    def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]:
+        """Delete versions registered by retrain runs that died before finishing their files.
+
+        Their files are trained again by the current run; keeping the half-finished versions
+        would count those files twice. A version holding an alias is never deleted.
+        """
+        discarded: list[str] = []
+        for flow_run_id in sorted(flow_run_ids):
+            runs = self._mlflow.search_runs(
+                search_all_experiments=True,
+                filter_string=f"tags.`arrivals.flow_run_id` = '{flow_run_id}'",
+                output_format="list",
+            )
+            for run in runs:
+                for version in self.client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+                    full = self.client.get_model_version(self.model_name, version.version)
+                    if not full.aliases:
+                        self.client.delete_model_version(self.model_name, version.version)
+                        discarded.append(version.version)
+        return discarded
+
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, value)

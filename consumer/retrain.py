@@ -11,14 +11,15 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.fs import atomic_write_json, is_within, move_into, read_json
 from shared.ledger import FileRecord, Ledger
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) ->
             "reason": reason,
             "rejected_at": _now(),
             "run": ctx.run_url,
-            "release": f"fix the file, then: arrivals drop {where}",
+            "release": f"fix the file in place, then: arrivals release {where.name}",
         },
     )
     ctx.ledger.mark_rejected(record.sha256, run_id=ctx.run_id, reason=reason, path=str(where))
@@ -125,6 +126,8 @@ class Trained:
 
 def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     """Fit on every accepted file so far plus the new ones; score on the fixed holdout."""
+    import pandas as pd
+
     from consumer.training import train_and_evaluate
     from consumer.validate import validate_csv
     from shared.dataset import ensure_holdout
@@ -156,6 +159,14 @@ def register_and_judge(ctx: RetrainContext, trained: Trained) -> dict[str, Any]:
     settings = ctx.settings
     result = trained.result
     registry = MlflowRegistry(settings.mlflow_url, settings.model.name, settings.dataset.name)
+    orphans = {a.record.previous_claimed_by for a in trained.new if a.record.previous_claimed_by}
+    if orphans:
+        discarded = registry.discard_versions_of(orphans)
+        ctx.logger.warning(
+            "Files came back from run(s) %s that died; discarded their versions %s",
+            ", ".join(sorted(orphans)),
+            discarded or "(none registered)",
+        )
     champion = registry.champion()
     decision = decide(result.metrics, champion.metrics if champion else None, settings.promotion)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -53,7 +54,17 @@ def _read_text(path: Path, max_bytes: int) -> str:
 
 def _parse(text: str, expected: list[str]) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        with warnings.catch_warnings():
+            # A row with more fields than the header would lose data silently: refuse it.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                io.StringIO(text), dtype=str, keep_default_na=False, index_col=False
+            )
+    except pd.errors.ParserWarning:
+        raise Rejected(
+            "some rows have more fields than the header (a trailing comma, or a decimal "
+            "comma such as 12,50?): remove the extra commas or quote those values"
+        ) from None
     except pd.errors.EmptyDataError:
         raise Rejected("file has no header row: expected columns " + ", ".join(expected)) from None
     except (pd.errors.ParserError, csv.Error) as error:
@@ -87,7 +98,7 @@ def _coerce(name: str, spec: ColumnSpec, values: pd.Series) -> pd.Series:
         )
     if spec.type in ("float", "int"):
         numbers = pd.to_numeric(stripped, errors="coerce")
-        bad = numbers.isna()
+        bad = numbers.isna() | numbers.isin([float("inf"), float("-inf")])
         if bad.any():
             raise Rejected(
                 f"column {name}: {int(bad.sum())} value(s) are not numbers "

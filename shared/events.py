@@ -126,3 +126,28 @@ class ConfirmedEmitter:
 
     def close(self) -> None:
         self._client.close()
+
+
+class RunStates:
+    """Asks the Prefect API whether a flow run has ended (so its claims can be released)."""
+
+    TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+    def __init__(self, api_url: str, *, timeout: float = 10.0) -> None:
+        self._api = api_url.rstrip("/")
+        self._client = httpx.Client(timeout=timeout)
+
+    def ended(self, flow_run_id: str) -> bool:
+        """True when the run is over (or unknown to the server); False if unsure."""
+        try:
+            response = self._client.get(f"{self._api}/flow_runs/{flow_run_id}")
+        except httpx.HTTPError:
+            return False
+        if response.status_code == 404:
+            return True
+        if response.status_code != 200:
+            return False
+        return response.json().get("state_type") in self.TERMINAL
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,7 +1,7 @@
 """The ledger: one durable row per distinct content (sha256), every name it arrived under.
 
 Lifecycle of a file (content):
-    detected -> announced -> claimed -> trained | rejected
+    detected -> announced -> claimed -> trained | rejected (-> released -> detected)
 and of an arrival (a name under which content came in): new | duplicate, announced or not.
 
 Every transition is a single conditional UPDATE inside a transaction, so two processes
@@ -23,6 +23,7 @@ ANNOUNCED = "announced"
 CLAIMED = "claimed"
 TRAINED = "trained"
 REJECTED = "rejected"
+RELEASED = "released"  # a rejected file a person re-admitted; its next arrival counts as new
 PENDING_STATES = (DETECTED, ANNOUNCED, CLAIMED)
 
 NEW = "new"
@@ -41,6 +42,8 @@ files_table = sa.Table(
     sa.Column("detected_at", sa.Float, nullable=False),
     sa.Column("announced_at", sa.Float),
     sa.Column("claimed_by", sa.String(64)),
+    # The run that held the claim before (it crashed or failed): its partial work is undone.
+    sa.Column("previous_claimed_by", sa.String(64)),
     sa.Column("claim_expires_at", sa.Float),
     sa.Column("finished_at", sa.Float),
     sa.Column("rows", sa.Integer),
@@ -73,6 +76,7 @@ class FileRecord:
     detected_at: float
     announced_at: float | None
     claimed_by: str | None
+    previous_claimed_by: str | None
     finished_at: float | None
     rows: int | None
     model_version: str | None
@@ -144,7 +148,22 @@ class Ledger:
             existing = conn.execute(
                 sa.select(files_table).where(files_table.c.sha256 == sha256)
             ).first()
-            if existing is None:
+            if existing is not None and existing.state == RELEASED:
+                conn.execute(
+                    files_table.update()
+                    .where(files_table.c.sha256 == sha256)
+                    .values(
+                        name=name,
+                        state=DETECTED,
+                        stored_path=path,
+                        detected_at=now,
+                        announced_at=None,
+                        finished_at=None,
+                        reason=None,
+                    )
+                )
+                disposition, duplicate_of = NEW, None
+            elif existing is None:
                 conn.execute(
                     files_table.insert().values(
                         sha256=sha256,
@@ -219,6 +238,43 @@ class Ledger:
                 arrivals_table.update().where(arrivals_table.c.id == arrival_id).values(path=path)
             )
 
+    def stragglers(
+        self, older_than_seconds: float, released_from: set[str] = frozenset()
+    ) -> list[FileRecord]:
+        """Files no run took, to announce again.
+
+        Announced more than `older_than_seconds` ago and still unclaimed; released just now
+        from the runs in `released_from` (they ended without finishing them); or held by a
+        claim that expired (a run killed with its worker).
+        """
+        now = self._clock()
+        announced = files_table.c.state == ANNOUNCED
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(files_table)
+                .where(
+                    sa.or_(
+                        sa.and_(announced, files_table.c.announced_at < now - older_than_seconds),
+                        sa.and_(announced, files_table.c.claimed_by.in_(released_from)),
+                        sa.and_(
+                            files_table.c.state == CLAIMED,
+                            files_table.c.claim_expires_at < now,
+                        ),
+                    )
+                )
+                .order_by(files_table.c.detected_at)
+            ).all()
+        return [_file(row) for row in rows]
+
+    def touch_announced(self, sha256: str) -> None:
+        """A straggler was announced again: restart its wait."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256 == sha256)
+                .values(announced_at=self._clock())
+            )
+
     # -- claims (consumer side) ---------------------------------------------------------
     def claim_pending(self, run_id: str, *, ttl_seconds: float) -> list[FileRecord]:
         """Atomically claim every announced file, and every claim that expired.
@@ -234,7 +290,12 @@ class Ledger:
             conn.execute(
                 files_table.update()
                 .where(claimable)
-                .values(state=CLAIMED, claimed_by=run_id, claim_expires_at=now + ttl_seconds)
+                .values(
+                    state=CLAIMED,
+                    previous_claimed_by=files_table.c.claimed_by,  # the old value, in SQL
+                    claimed_by=run_id,
+                    claim_expires_at=now + ttl_seconds,
+                )
             )
             rows = conn.execute(
                 sa.select(files_table)
@@ -244,14 +305,39 @@ class Ledger:
         return [_file(row) for row in rows]
 
     def release_claims(self, run_id: str) -> int:
-        """Give a failed run's files back so the next run takes them."""
+        """Give a failed run's files back so the next run takes them.
+
+        `claimed_by` stays as a note of who held them, so the next claimer can undo any
+        partial work of that run (see `previous_claimed_by`).
+        """
         with self.engine.begin() as conn:
             result = conn.execute(
                 files_table.update()
                 .where(files_table.c.state == CLAIMED, files_table.c.claimed_by == run_id)
-                .values(state=ANNOUNCED, claimed_by=None, claim_expires_at=None)
+                .values(state=ANNOUNCED, claim_expires_at=None)
             )
         return result.rowcount
+
+    def claiming_runs(self) -> set[str]:
+        """Runs that hold claims now."""
+        with self.engine.connect() as conn:
+            return set(
+                conn.execute(
+                    sa.select(files_table.c.claimed_by)
+                    .where(files_table.c.state == CLAIMED)
+                    .distinct()
+                ).scalars()
+            )
+
+    def readmit(self, sha256: str, path: str) -> bool:
+        """A person released a rejected file: the next arrival of this content is new again."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256 == sha256, files_table.c.state == REJECTED)
+                .values(state=RELEASED, stored_path=path)
+            )
+        return result.rowcount == 1
 
     def set_stored_path(self, sha256: str, path: str) -> None:
         with self.engine.begin() as conn:

@@ -142,10 +142,11 @@ class SensorSettings(_Strict):
     retry_seconds: Annotated[float, Field(gt=0)] = 2
     heartbeat_seconds: Annotated[float, Field(gt=0)] = 30
     open_grace_seconds: Annotated[float, Field(gt=0)] = 10
+    reannounce_after_seconds: Annotated[float, Field(gt=0)] = 120
 
 
 class ConsumerSettings(_Strict):
-    claim_ttl_seconds: Annotated[float, Field(gt=0)] = 900
+    claim_ttl_seconds: Annotated[float, Field(gt=0)] = 300
 
 
 class PathSettings(_Strict):
@@ -331,7 +332,10 @@ def load_settings(config: str | Path | None = None) -> Settings:
         raise SettingsError(f"{config_file}: (top level): expected a mapping of sections")
     raw["config_file"] = config_file
 
-    services = dict(raw.get("services") or {})
+    services = raw.get("services") or {}
+    if not isinstance(services, dict):
+        raise SettingsError(f"{config_file}: services: expected a mapping of settings")
+    services = dict(services)
     for key, env_name in (
         ("prefect_port", "ARRIVALS_PREFECT_PORT"),
         ("mlflow_port", "ARRIVALS_MLFLOW_PORT"),

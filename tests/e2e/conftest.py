@@ -18,9 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from shared.ledger import Ledger
-from shared.settings import Settings, load_settings
+from shared.settings import DEFAULT_CONFIG, Settings, load_settings
 
 BIN = Path(sys.executable).parent
 
@@ -96,6 +97,39 @@ class RunningStack:
             body["flow_runs"] = {"state": {"type": {"any_": [state]}}}
         return self.prefect("POST", "/flow_runs/filter", json=body).json()
 
+    def model_versions(self) -> list[dict]:
+        """Every registered version of the model, with its tags as a dict."""
+        response = self.mlflow(
+            "/model-versions/search",
+            filter=f"name='{self.settings.model.name}'",
+            max_results=1000,
+        )
+        response.raise_for_status()
+        versions = response.json().get("model_versions", [])
+        for version in versions:
+            version["tags"] = {t["key"]: t["value"] for t in version.get("tags", [])}
+        return versions
+
+    def versions_with(self, file_name: str) -> list[str]:
+        """Versions that trained on `file_name` for the first time (their new files)."""
+        return sorted(
+            v["version"]
+            for v in self.model_versions()
+            if file_name in v["tags"].get("arrivals.files_new", "").split(", ")
+        )
+
+    def assert_counts_match_ledger(self) -> None:
+        ledger = self.ledger()
+        try:
+            assert self.status()["files"] == ledger.counts()
+        finally:
+            ledger.close()
+
+    def service_pid(self, name: str) -> int:
+        pid = self.status()["services"][name]["pid"]
+        assert pid is not None, f"{name} is not running"
+        return pid
+
     def wait_terminal(self, name: str, timeout: float = 120):
         """Wait until the ledger has a file of that name in a terminal state."""
 
@@ -112,8 +146,28 @@ class RunningStack:
         return wait_for(done, timeout, f"{name} to be trained or rejected")
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[RunningStack]:
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def write_config(folder: Path, overrides: dict) -> Path:
+    """params.yaml with `overrides` merged in (the dataset source made absolute)."""
+    params = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    params["dataset"]["source"] = str(DEFAULT_CONFIG.parent / params["dataset"]["source"])
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(_merge(params, overrides)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
+    """A running stack for one test module; the module may set PARAMS_OVERRIDES."""
     home = tmp_path_factory.mktemp("arrivals-home")
     env = {
         **os.environ,
@@ -122,12 +176,18 @@ def stack(tmp_path_factory) -> Iterator[RunningStack]:
         "ARRIVALS_MLFLOW_PORT": str(free_port()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    env.pop("ARRIVALS_CONFIG", None)
-    old = {
-        k: os.environ.get(k)
-        for k in ("ARRIVALS_HOME", "ARRIVALS_PREFECT_PORT", "ARRIVALS_MLFLOW_PORT")
-    }
-    os.environ.update({k: env[k] for k in old})
+    overrides = getattr(request.module, "PARAMS_OVERRIDES", None)
+    if overrides:
+        env["ARRIVALS_CONFIG"] = str(write_config(tmp_path_factory.mktemp("config"), overrides))
+    else:
+        env.pop("ARRIVALS_CONFIG", None)
+    keys = ("ARRIVALS_HOME", "ARRIVALS_PREFECT_PORT", "ARRIVALS_MLFLOW_PORT", "ARRIVALS_CONFIG")
+    old = {k: os.environ.get(k) for k in keys}
+    for key in keys:
+        if key in env:
+            os.environ[key] = env[key]
+        else:
+            os.environ.pop(key, None)
     settings = load_settings()
     running = RunningStack(settings, env)
     try:

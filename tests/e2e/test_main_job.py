@@ -96,11 +96,13 @@ def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Pa
     assert arrived[0]["payload"]["name"] == "hand_drop.csv"
     assert arrived[0]["resource"]["prefect.resource.name"] == "hand_drop.csv"
     wait_for(
-        lambda: sha
-        in {
-            run["parameters"].get("sha256")
-            for run in stack.flow_runs("retrain/retrain-on-arrival", state="COMPLETED")
-        },
+        lambda: (
+            sha
+            in {
+                run["parameters"].get("sha256")
+                for run in stack.flow_runs("retrain/retrain-on-arrival", state="COMPLETED")
+            }
+        ),
         60,
         "the retrain run triggered by the arrival to complete",
     )

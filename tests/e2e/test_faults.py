@@ -1,0 +1,286 @@
+"""Never lose or double-count a file: faults injected into a real running stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.dataset import training_pool
+from shared.events import FILE_ARRIVED, FILE_DUPLICATE, FILE_REJECTED, file_resource_id
+from shared.fs import sha256_file
+from tests.e2e.conftest import RunningStack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+PARAMS_OVERRIDES = {
+    # The producer's clock stays out of these tests: every file here is dropped by hand.
+    "automation": {"cron_schedule": "0 0 1 1 *"},
+    # Quick sweeps so a recovery shows within seconds, not minutes.
+    "sensor": {"rescan_seconds": 2, "reannounce_after_seconds": 20, "heartbeat_seconds": 5},
+    "dataset": {"max_file_bytes": 20000},
+}
+HEADER = "total_bill,tip,sex,smoker,day,time,size\n"
+
+
+@pytest.fixture(scope="module")
+def rows(stack: RunningStack):
+    """The non-holdout source rows; each test writes its own slices so contents differ."""
+    return training_pool(stack.settings.dataset, stack.settings.holdout)
+
+
+_next = {"start": 0}
+
+
+def write_slice(rows, folder: Path, name: str, n: int = 20) -> Path:
+    """A CSV of `n` pool rows no other test used (distinct content, both classes likely)."""
+    start = _next["start"] % (len(rows) - n)
+    _next["start"] += 7  # overlapping windows, shifted: every file's bytes differ
+    path = folder / name
+    rows.iloc[start : start + n].to_csv(path, index=False)
+    return path
+
+
+def cp(path: Path, stack: RunningStack) -> None:
+    subprocess.run(["cp", str(path), str(stack.settings.dirs.inbox)], check=True)
+
+
+def kill_group(pid: int) -> None:
+    """kill -9 the whole process group: a crash, not a shutdown."""
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, f"pid {pid} to die")
+
+
+def ledger_states(stack: RunningStack) -> dict[str, str]:
+    ledger = stack.ledger()
+    try:
+        return {r.name: r.state for r in ledger.files()}
+    finally:
+        ledger.close()
+
+
+def assert_trained_once(stack: RunningStack, names: list[str]) -> None:
+    for name in names:
+        record = stack.wait_terminal(name, timeout=180)
+        assert record.state == "trained", (name, record.reason)
+        assert stack.versions_with(name) == [record.model_version], name
+        assert len(stack.events(FILE_ARRIVED, file_resource_id(record.sha256))) >= 1
+    assert all("arrivals.decision" in v["tags"] for v in stack.model_versions())
+    stack.assert_counts_match_ledger()
+
+
+def test_prefect_outage_delays_but_loses_nothing(stack: RunningStack, rows, tmp_path: Path):
+    kill_group(stack.service_pid("prefect"))
+    names = [f"outage_{i}.csv" for i in range(3)]
+    for name in names:
+        cp(write_slice(rows, tmp_path, name), stack)
+    # Recorded durably while Prefect is down, waiting to be announced.
+    wait_for(
+        lambda: all(ledger_states(stack).get(n) == "detected" for n in names),
+        30,
+        "the sensor to record the files while Prefect is down",
+    )
+    result = stack.arrivals("up", "--detach", check=False)
+    assert result.returncode == 0, result.stderr
+    assert_trained_once(stack, names)
+
+
+def test_sensor_down_files_are_found_on_restart(stack: RunningStack, rows, tmp_path: Path):
+    kill_group(stack.service_pid("sensor"))
+    assert stack.status()["services"]["sensor"]["healthy"] is False
+    names = ["while_sensor_down_0.csv", "while_sensor_down_1.csv"]
+    for name in names:
+        cp(write_slice(rows, tmp_path, name), stack)
+    result = stack.arrivals("up", "--detach", check=False)
+    assert result.returncode == 0, result.stderr
+    assert_trained_once(stack, names)
+
+
+def test_killed_retrain_is_trained_by_a_later_run(stack: RunningStack, rows, tmp_path: Path):
+    worker = stack.service_pid("worker")
+    cp(write_slice(rows, tmp_path, "killed_run.csv"), stack)
+    wait_for(
+        lambda: ledger_states(stack).get("killed_run.csv") == "claimed",
+        60,
+        "a retrain to claim the file",
+    )
+    children = subprocess.run(
+        ["pgrep", "-P", str(worker)], capture_output=True, text=True
+    ).stdout.split()
+    assert children, "the worker runs no flow-run process"
+    for child in children:
+        os.kill(int(child), signal.SIGKILL)
+    assert_trained_once(stack, ["killed_run.csv"])
+    crashed = stack.flow_runs("retrain/retrain-on-arrival", state="CRASHED")
+    assert crashed, "the killed run should show as Crashed in Prefect"
+
+
+def test_same_content_under_a_new_name_is_a_duplicate(stack: RunningStack, rows, tmp_path):
+    original = write_slice(rows, tmp_path, "original.csv")
+    cp(original, stack)
+    first = stack.wait_terminal("original.csv")
+    assert first.state == "trained"
+    versions_before = len(stack.model_versions())
+    duplicates_before = stack.status()["files"]["duplicate"]
+
+    copy = tmp_path / "renamed_copy.csv"
+    copy.write_bytes(original.read_bytes())
+    cp(copy, stack)
+    duplicate = wait_for(
+        lambda: stack.events(FILE_DUPLICATE, file_resource_id(first.sha256)),
+        30,
+        "the duplicate event",
+    )
+    assert duplicate[0]["payload"]["duplicate_of"] == "original.csv"
+    assert duplicate[0]["payload"]["name"] == "renamed_copy.csv"
+    assert (stack.settings.dirs.archive / "duplicates" / "renamed_copy.csv").exists()
+    assert stack.status()["files"]["duplicate"] == duplicates_before + 1
+
+    # A new file after it trains as the very next version: the duplicate made none.
+    cp(write_slice(rows, tmp_path, "after_duplicate.csv"), stack)
+    after = stack.wait_terminal("after_duplicate.csv")
+    assert int(after.model_version) == versions_before + 1
+    stack.assert_counts_match_ledger()
+
+
+def _malformed(good: str) -> dict[str, bytes]:
+    lines = good.splitlines()
+    return {
+        "empty.csv": b"",
+        "header_only.csv": HEADER.encode(),
+        "missing_column.csv": b"total_bill,tip,sex,smoker,day\n16.99,1.01,Female,No,Sun\n",
+        "semicolons.csv": "\n".join(line.replace(",", ";") for line in lines).encode(),
+        "not_a_number.csv": (HEADER + "abc,1.01,Female,No,Sun,Dinner,2\n").encode(),
+        "unknown_day.csv": (HEADER + "16.99,1.01,Female,No,Mon,Dinner,2\n").encode(),
+        "latin1.csv": (HEADER + "16.99,1.01,Femal\xe9,No,Sun,Dinner,2\n").encode("latin-1"),
+        "broken_quotes.csv": (HEADER + '16.99,1.01,"Female,No,Sun,Dinner,2\n').encode(),
+        "too_big.csv": (HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n" * 800).encode(),
+    }
+
+
+def test_malformed_files_are_quarantined_with_a_reason(stack: RunningStack, rows, tmp_path):
+    good = write_slice(rows, tmp_path, "good_after_bad.csv")
+    bad = _malformed(good.read_text())
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+        cp(tmp_path / name, stack)
+    cp(good, stack)
+
+    quarantine = stack.settings.dirs.quarantine
+    for name in bad:
+        record = stack.wait_terminal(name)
+        assert record.state == "rejected", name
+        assert record.reason, name
+        assert Path(record.stored_path) == quarantine / name
+        assert (quarantine / f"{name}.reason.json").exists(), name
+        rejected = stack.events(FILE_REJECTED, file_resource_id(record.sha256))
+        assert rejected and rejected[0]["payload"]["reason"] == record.reason, name
+        assert rejected[0]["payload"]["quarantine_path"] == str(quarantine / name)
+    assert "semicolon" in ledger_reason(stack, "semicolons.csv")
+    assert "UTF-8" in ledger_reason(stack, "latin1.csv")
+    assert "limit" in ledger_reason(stack, "too_big.csv")
+    assert stack.wait_terminal("good_after_bad.csv").state == "trained"
+    stack.assert_counts_match_ledger()
+
+
+def ledger_reason(stack: RunningStack, name: str) -> str:
+    ledger = stack.ledger()
+    try:
+        return next(r.reason for r in ledger.files() if r.name == name)
+    finally:
+        ledger.close()
+
+
+def test_release_readmits_a_fixed_file(stack: RunningStack):
+    quarantine = stack.settings.dirs.quarantine
+    fixed = quarantine / "unknown_day.csv"
+    fixed.write_text(
+        HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n24.59,5.61,Male,No,Sat,Dinner,4\n"
+    )
+    result = stack.arrivals("release", "unknown_day.csv", check=False)
+    assert result.returncode == 0, result.stderr
+    assert not fixed.exists()
+    wait_for(
+        lambda: ledger_states(stack).get("unknown_day.csv") == "trained",
+        120,
+        "the released file to train",
+    )
+    stack.assert_counts_match_ledger()
+
+
+def test_temp_names_are_ignored_and_tools_all_work(stack: RunningStack, rows, tmp_path):
+    inbox = stack.settings.dirs.inbox
+    ignored = [".hidden.csv", "partial.csv.part", "~$office.csv", "notes.txt", "x.csv.tmp"]
+    for name in ignored:
+        (inbox / name).write_text(HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n")
+
+    via_mv = write_slice(rows, tmp_path, "via_mv.csv")
+    subprocess.run(["mv", str(via_mv), str(inbox / "via_mv.csv")], check=True)
+    via_rsync = write_slice(rows, tmp_path, "via_rsync.csv")
+    subprocess.run(["rsync", str(via_rsync), str(inbox) + "/"], check=True)
+    slow = write_slice(rows, tmp_path, "slow_writer.csv")
+    # A writer that keeps the file open for ~4 s while it writes it in pieces.
+    writer = (
+        "import sys, time\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "with open(sys.argv[2], 'wb') as out:\n"
+        "    for i in range(4):\n"
+        "        out.write(data[i * len(data) // 4:(i + 1) * len(data) // 4]); out.flush()\n"
+        "        time.sleep(1)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(slow), str(inbox / "slow_writer.csv")])
+
+    for name in ("via_mv.csv", "via_rsync.csv", "slow_writer.csv"):
+        assert stack.wait_terminal(name).state == "trained", name
+    slow_record = stack.wait_terminal("slow_writer.csv")
+    assert slow_record.sha256 == sha256_file(slow)  # announced after it was complete
+    assert len(stack.events(FILE_ARRIVED, file_resource_id(slow_record.sha256))) == 1
+    ledger = stack.ledger()
+    try:
+        arrived_names = {a.name for a in ledger.arrivals()}
+    finally:
+        ledger.close()
+    assert not arrived_names & set(ignored)
+    assert all((inbox / name).exists() for name in ignored)
+    stack.assert_counts_match_ledger()
+
+
+def test_event_pointing_outside_the_data_folder_is_not_read(stack: RunningStack, tmp_path):
+    outside = tmp_path / "secret.csv"
+    outside.write_text(HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n")
+    sha = sha256_file(outside)
+    event = {
+        "id": "8d7c5c1e-8c57-4b5b-9d3c-2f1f7f0e9a01",
+        "occurred": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "event": FILE_ARRIVED,
+        "resource": {"prefect.resource.id": file_resource_id(sha), "prefect.resource.name": "x"},
+        "payload": {"name": "secret.csv", "path": str(outside), "size": 1, "sha256": sha},
+        "related": [],
+    }
+    httpx.post(f"{stack.settings.prefect_api_url}/events", json=[event]).raise_for_status()
+    wait_for(
+        lambda: (
+            sha
+            in {
+                r["parameters"].get("sha256")
+                for r in stack.flow_runs("retrain/retrain-on-arrival", state="COMPLETED")
+            }
+        ),
+        120,
+        "the retrain triggered by the forged event to complete",
+    )
+    assert outside.exists()
+    assert sha256_file(outside) == sha
+    ledger = stack.ledger()
+    try:
+        assert ledger.get(sha) is None
+    finally:
+        ledger.close()
+    assert not (stack.settings.dirs.archive / "secret.csv").exists()
+    assert not (stack.settings.dirs.quarantine / "secret.csv").exists()

@@ -1,0 +1,298 @@
+"""The ledger: arrivals, announcements, claims and outcomes, on SQLite under tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.ledger import (
+    ANNOUNCED,
+    CLAIMED,
+    DETECTED,
+    DUPLICATE,
+    NEW,
+    REJECTED,
+    TRAINED,
+    ClaimLost,
+    Ledger,
+)
+
+TTL = 60.0
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'db' / 'ledger.db'}"
+
+
+@pytest.fixture
+def ledger(url: str, clock) -> Iterator[Ledger]:
+    ledger = Ledger(url, clock=clock)
+    yield ledger
+    ledger.close()
+
+
+def arrive(ledger: Ledger, name: str, content: str | None = None, *, folder: str = "/inbox"):
+    return ledger.record_arrival(
+        name=name,
+        path=f"{folder}/{name}",
+        size=len(content or name),
+        sha256=sha(content or name),
+        detected_via="scan",
+    )
+
+
+def announced(ledger: Ledger, name: str, content: str | None = None) -> str:
+    arrival = arrive(ledger, name, content)
+    assert arrival is not None
+    ledger.mark_announced(arrival.id)
+    return arrival.sha256
+
+
+def test_creates_the_database_folder(url: str, tmp_path: Path) -> None:
+    ledger = Ledger(url)
+    try:
+        assert (tmp_path / "db" / "ledger.db").is_file()
+        assert ledger.files() == [] and ledger.arrivals() == []
+    finally:
+        ledger.close()
+
+
+def test_new_arrival_is_recorded_as_detected(ledger: Ledger, clock) -> None:
+    arrival = arrive(ledger, "a.csv", "alpha")
+    assert arrival is not None
+    assert arrival.disposition == NEW
+    assert arrival.duplicate_of is None
+    assert arrival.announced_at is None
+    assert arrival.detected_at == clock.now
+    record = ledger.get(sha("alpha"))
+    assert record is not None
+    assert record.state == DETECTED
+    assert record.name == "a.csv"
+    assert record.stored_path == "/inbox/a.csv"
+    assert [a.id for a in ledger.unannounced()] == [arrival.id]
+
+
+def test_same_content_new_name_is_a_duplicate_of_the_first_name(ledger: Ledger) -> None:
+    first = arrive(ledger, "a.csv", "alpha")
+    second = arrive(ledger, "copy of a.csv", "alpha")
+    assert first is not None and second is not None
+    assert second.disposition == DUPLICATE
+    assert second.duplicate_of == "a.csv"
+    assert second.id != first.id
+    assert len(ledger.files()) == 1, "one content, one file row"
+    pending = ledger.unannounced()
+    assert [(a.name, a.duplicate_of) for a in pending] == [
+        ("a.csv", None),
+        ("copy of a.csv", "a.csv"),
+    ]
+    assert ledger.counts()["duplicate"] == 1
+
+
+def test_same_content_same_path_while_pending_is_not_a_new_arrival(ledger: Ledger) -> None:
+    assert arrive(ledger, "a.csv", "alpha") is not None
+    assert arrive(ledger, "a.csv", "alpha") is None
+    ledger.mark_announced(ledger.arrivals()[0].id)
+    assert arrive(ledger, "a.csv", "alpha") is None
+    assert len(ledger.arrivals()) == 1
+    assert ledger.counts()["duplicate"] == 0
+
+
+def test_same_path_after_training_is_a_duplicate(ledger: Ledger) -> None:
+    digest = announced(ledger, "a.csv", "alpha")
+    ledger.claim_pending("run-1", ttl_seconds=TTL)
+    ledger.mark_trained({digest: 10}, run_id="run-1", version="1")
+    again = arrive(ledger, "a.csv", "alpha")
+    assert again is not None
+    assert again.disposition == DUPLICATE
+    assert ledger.get(digest).state == TRAINED  # the file itself keeps its outcome
+
+
+def test_mark_announced_moves_detected_to_announced(ledger: Ledger, clock) -> None:
+    arrival = arrive(ledger, "a.csv", "alpha")
+    clock.advance(5)
+    ledger.mark_announced(arrival.id)
+    record = ledger.get(arrival.sha256)
+    assert record.state == ANNOUNCED
+    assert record.announced_at == clock.now
+    assert ledger.unannounced() == []
+    assert ledger.arrivals()[0].announced_at == clock.now
+
+
+def test_announcing_a_duplicate_does_not_reopen_a_finished_file(ledger: Ledger) -> None:
+    digest = announced(ledger, "a.csv", "alpha")
+    ledger.claim_pending("run-1", ttl_seconds=TTL)
+    ledger.mark_trained({digest: 3}, run_id="run-1", version="1")
+    dup = arrive(ledger, "b.csv", "alpha")
+    ledger.mark_announced(dup.id)
+    assert ledger.get(digest).state == TRAINED
+    assert ledger.claim_pending("run-2", ttl_seconds=TTL) == []
+
+
+def test_move_arrival_records_the_new_path(ledger: Ledger) -> None:
+    arrive(ledger, "a.csv", "alpha")
+    dup = arrive(ledger, "b.csv", "alpha")
+    ledger.move_arrival(dup.id, "/archive/duplicates/b.csv")
+    paths = {a.name: a.path for a in ledger.arrivals()}
+    assert paths == {"a.csv": "/inbox/a.csv", "b.csv": "/archive/duplicates/b.csv"}
+
+
+def test_only_announced_files_are_claimed_and_only_once(ledger: Ledger) -> None:
+    one = announced(ledger, "one.csv")
+    two = announced(ledger, "two.csv")
+    arrive(ledger, "not-yet-announced.csv")
+    claimed = ledger.claim_pending("run-1", ttl_seconds=TTL)
+    assert {r.sha256 for r in claimed} == {one, two}
+    assert all(r.state == CLAIMED and r.claimed_by == "run-1" for r in claimed)
+    assert ledger.claim_pending("run-2", ttl_seconds=TTL) == []
+    assert ledger.get(sha("not-yet-announced.csv")).state == DETECTED
+
+
+def test_claims_come_oldest_first(ledger: Ledger, clock) -> None:
+    names = ["c.csv", "a.csv", "b.csv"]
+    for name in names:
+        announced(ledger, name)
+        clock.advance(1)
+    assert [r.name for r in ledger.claim_pending("run", ttl_seconds=TTL)] == names
+
+
+def test_expired_claim_is_claimable_again_after_ttl(ledger: Ledger, clock) -> None:
+    digest = announced(ledger, "a.csv")
+    assert len(ledger.claim_pending("crashed-run", ttl_seconds=TTL)) == 1
+    clock.advance(TTL - 1)
+    assert ledger.claim_pending("early-run", ttl_seconds=TTL) == []
+    clock.advance(2)
+    reclaimed = ledger.claim_pending("late-run", ttl_seconds=TTL)
+    assert [r.sha256 for r in reclaimed] == [digest]
+    assert reclaimed[0].claimed_by == "late-run"
+
+
+def test_finishing_a_file_claimed_by_another_run_raises_claim_lost(ledger: Ledger, clock) -> None:
+    digest = announced(ledger, "a.csv")
+    ledger.claim_pending("slow-run", ttl_seconds=TTL)
+    clock.advance(TTL + 1)
+    ledger.claim_pending("new-run", ttl_seconds=TTL)
+    with pytest.raises(ClaimLost):
+        ledger.mark_trained({digest: 5}, run_id="slow-run", version="1")
+    with pytest.raises(ClaimLost):
+        ledger.mark_rejected(digest, run_id="slow-run", reason="late", path="/q/a.csv")
+    ledger.mark_trained({digest: 5}, run_id="new-run", version="2")
+    record = ledger.get(digest)
+    assert record.state == TRAINED
+    assert record.model_version == "2"
+
+
+def test_claim_lost_rolls_back_the_whole_batch(ledger: Ledger) -> None:
+    mine = announced(ledger, "mine.csv")
+    ledger.claim_pending("run-1", ttl_seconds=TTL)
+    with pytest.raises(ClaimLost):
+        ledger.mark_trained({mine: 3, sha("never-claimed.csv"): 4}, run_id="run-1", version="1")
+    assert ledger.get(mine).state == CLAIMED, "no partial outcome"
+
+
+def test_release_claims_gives_files_back(ledger: Ledger) -> None:
+    announced(ledger, "a.csv")
+    announced(ledger, "b.csv")
+    ledger.claim_pending("failed-run", ttl_seconds=TTL)
+    assert ledger.release_claims("failed-run") == 2
+    assert ledger.release_claims("failed-run") == 0
+    assert {r.state for r in ledger.files()} == {ANNOUNCED}
+    assert len(ledger.claim_pending("next-run", ttl_seconds=TTL)) == 2
+
+
+def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
+    good_a = announced(ledger, "a.csv")
+    good_b = announced(ledger, "b.csv")
+    bad = announced(ledger, "bad.csv")
+    arrive(ledger, "a-copy.csv", "a.csv")  # duplicate of a.csv's content
+    arrive(ledger, "waiting.csv")  # detected, not announced
+    ledger.claim_pending("run-1", ttl_seconds=TTL)
+    assert ledger.counts() == {"pending": 4, "trained": 0, "rejected": 0, "duplicate": 1}
+
+    clock.advance(3)
+    ledger.mark_rejected(bad, run_id="run-1", reason="column tip: bad", path="/q/bad.csv")
+    ledger.mark_trained({good_a: 10, good_b: 12}, run_id="run-1", version="7")
+    assert ledger.counts() == {"pending": 1, "trained": 2, "rejected": 1, "duplicate": 1}
+
+    rejected = ledger.get(bad)
+    assert rejected.state == REJECTED
+    assert rejected.reason == "column tip: bad"
+    assert rejected.stored_path == "/q/bad.csv"
+    assert rejected.finished_at == clock.now
+    trained = ledger.get(good_b)
+    assert (trained.rows, trained.model_version) == (12, "7")
+    assert {r.sha256 for r in ledger.files(TRAINED)} == {good_a, good_b}
+
+
+def test_set_stored_path(ledger: Ledger) -> None:
+    digest = announced(ledger, "a.csv")
+    ledger.set_stored_path(digest, "/archive/a.csv")
+    assert ledger.get(digest).stored_path == "/archive/a.csv"
+    assert ledger.get(sha("unknown")) is None
+
+
+def test_a_second_ledger_on_the_same_database_sees_the_same_rows(ledger: Ledger, url: str) -> None:
+    digest = announced(ledger, "a.csv")
+    other = Ledger(url)
+    try:
+        assert [r.sha256 for r in other.claim_pending("other", ttl_seconds=TTL)] == [digest]
+        assert ledger.get(digest).claimed_by == "other"
+    finally:
+        other.close()
+
+
+def test_concurrent_claimers_never_share_a_file(url: str) -> None:
+    total, threads = 50, 4
+    feeder = Ledger(url)
+    claims: list[list[str]] = [[] for _ in range(threads)]
+    errors: list[BaseException] = []
+    done = threading.Event()
+    start = threading.Barrier(threads + 1)
+
+    def claimer(index: int) -> None:
+        ledger = Ledger(url)
+        try:
+            start.wait()
+            attempt = 0
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                attempt += 1
+                got = ledger.claim_pending(f"run-{index}-{attempt}", ttl_seconds=900)
+                claims[index].extend(r.sha256 for r in got)
+                if done.is_set() and not got:
+                    break
+        except BaseException as error:  # surfaced in the main thread
+            errors.append(error)
+        finally:
+            ledger.close()
+
+    workers = [threading.Thread(target=claimer, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    try:
+        start.wait()
+        for number in range(total):  # files become claimable while the claimers race
+            arrival = arrive(feeder, f"f{number:02d}.csv")
+            feeder.mark_announced(arrival.id)
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join(timeout=30)
+    feeder.close()
+
+    assert not errors, errors
+    everything = [digest for per_thread in claims for digest in per_thread]
+    assert Counter(everything) == Counter(sha(f"f{n:02d}.csv") for n in range(total))
+    for i in range(threads):
+        for j in range(i + 1, threads):
+            assert not set(claims[i]) & set(claims[j])

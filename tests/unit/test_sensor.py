@@ -1,0 +1,377 @@
+"""InboxSensor with a fake emitter and a fake observer: inbox -> ledger -> confirmed events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from automations.sensor import CLOSED, InboxSensor
+from shared import events
+from shared.events import EventNotDelivered
+from shared.ledger import ANNOUNCED, DETECTED, DUPLICATE, NEW, Ledger
+from shared.settings import Settings, load_settings
+
+ROWS = b"total_bill,tip,sex,smoker,day,time,size\n16.99,1.01,Female,No,Sun,Dinner,2\n"
+OTHER_ROWS = b"total_bill,tip,sex,smoker,day,time,size\n10.34,1.66,Male,No,Sun,Dinner,3\n"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeEmitter:
+    """Records what it is asked to deliver; `fail` decides, per call, whether it is down."""
+
+    def __init__(self) -> None:
+        self.attempts: list[events.Event] = []
+        self.delivered: list[events.Event] = []
+        self.fail: Callable[[Sequence[events.Event]], bool] = lambda _events: False
+
+    def emit(self, batch: Sequence[events.Event]) -> None:
+        batch = list(batch)
+        self.attempts.extend(batch)
+        if self.fail(batch):
+            raise EventNotDelivered("Prefect API unreachable (fake)")
+        for event in batch:
+            json.dumps(event.to_json())  # what ConfirmedEmitter would POST must serialise
+        self.delivered.extend(batch)
+
+    def named(self, name: str, *, attempted: bool = False) -> list[events.Event]:
+        source = self.attempts if attempted else self.delivered
+        return [event for event in source if event.event == name]
+
+
+class FakeObserver:
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[object, str, bool]] = []
+        self.alive = False
+        self.stopped = False
+
+    def schedule(self, handler, path: str, recursive: bool = False) -> None:
+        self.scheduled.append((handler, path, recursive))
+
+    def start(self) -> None:
+        self.alive = True
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def stop(self) -> None:
+        self.stopped, self.alive = True, False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+
+class Rig:
+    """A sensor on a tmp home, and the fakes around it."""
+
+    def __init__(self, settings: Settings, tmp_path: Path) -> None:
+        self.settings = settings
+        self.clock = FakeClock()
+        self.ledger_clock = FakeClock()
+        self.ledger_clock.now = 1_000_000.0
+        self.ledger = Ledger(settings.ledger_url, clock=self.ledger_clock)
+        self.emitter = FakeEmitter()
+        self.observers: list[FakeObserver] = []
+        self.sensor = InboxSensor(
+            settings,
+            self.ledger,
+            self.emitter,
+            clock=self.clock,
+            observer_factory=self._observer,
+        )
+        self.inbox = settings.dirs.inbox
+
+    def _observer(self) -> FakeObserver:
+        observer = FakeObserver()
+        self.observers.append(observer)
+        return observer
+
+    @property
+    def settle(self) -> float:
+        return self.settings.sensor.settle_seconds
+
+    def step(self, advance: float = 0.0) -> None:
+        self.clock.now += advance
+        self.sensor.step(self.clock.now)
+
+    def detect(self) -> None:
+        """Scan now, then step once the scanned files have settled."""
+        self.sensor.scan(self.clock.now)
+        self.step(self.settle + 0.01)
+
+    def drop(self, name: str, data: bytes = ROWS) -> Path:
+        path = self.inbox / name
+        path.write_bytes(data)
+        return path
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    settings = load_settings()  # ARRIVALS_HOME is tmp_path/home (conftest)
+    assert settings.home.is_relative_to(tmp_path)
+    settings.dirs.ensure()
+    rig = Rig(settings, tmp_path)
+    yield rig
+    rig.ledger.close()
+
+
+def test_a_csv_in_the_inbox_is_recorded_and_announced(rig: Rig) -> None:
+    path = rig.drop("tips_batch_001.csv")
+    digest = hashlib.sha256(ROWS).hexdigest()
+    rig.step()
+    rig.detect()
+
+    (arrival,) = rig.ledger.arrivals()
+    assert (arrival.name, arrival.sha256, arrival.disposition) == (path.name, digest, NEW)
+    assert rig.ledger.get(digest).state == ANNOUNCED
+    assert rig.ledger.unannounced() == []
+
+    (event,) = rig.emitter.named(events.FILE_ARRIVED)
+    assert event.resource["prefect.resource.id"] == f"inbox.file.{digest}"
+    assert event.resource["prefect.resource.name"] == path.name
+    assert event.payload == {
+        "name": path.name,
+        "path": str(path),
+        "size": len(ROWS),
+        "sha256": digest,
+        "detected_via": "scan",
+    }
+    assert path.exists(), "the sensor leaves accepted arrivals where they are"
+
+
+def test_nothing_is_recorded_before_the_file_settles(rig: Rig) -> None:
+    rig.drop("a.csv")
+    rig.step()
+    rig.step(rig.settle / 2)
+    assert rig.ledger.arrivals() == []
+    assert rig.emitter.named(events.FILE_ARRIVED) == []
+    rig.step(rig.settle)
+    assert len(rig.ledger.arrivals()) == 1
+
+
+@pytest.mark.parametrize(
+    "name", [".a.csv", "a.csv.part", "~$a.csv", "a.csv~", "a.tmp", "a.crdownload", "notes.txt"]
+)
+def test_temp_and_non_csv_names_are_ignored(rig: Rig, name: str) -> None:
+    path = rig.drop(name)
+    rig.step()
+    rig.detect()
+    rig.sensor.queue.put((str(path), CLOSED))
+    rig.step(1.0)
+    assert rig.ledger.arrivals() == []
+    assert rig.emitter.named(events.FILE_ARRIVED) == []
+    assert path.read_bytes() == ROWS, "ignored files are left alone"
+
+
+def test_a_closed_push_is_recorded_without_waiting(rig: Rig) -> None:
+    rig.step()  # the first scan, of an empty inbox
+    path = rig.drop("pushed.csv")
+    rig.sensor.queue.put((str(path), CLOSED))
+    rig.step(0.01)
+    (arrival,) = rig.ledger.arrivals()
+    assert arrival.detected_via == "push"
+    assert rig.emitter.named(events.FILE_ARRIVED)[0].payload["detected_via"] == "push"
+
+
+def test_a_push_outside_the_inbox_is_ignored(rig: Rig, tmp_path: Path) -> None:
+    rig.step()
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_bytes(ROWS)
+    rig.sensor.queue.put((str(elsewhere), CLOSED))
+    rig.step(1.0)
+    assert rig.ledger.arrivals() == []
+
+
+def test_push_and_scan_of_one_file_are_one_arrival(rig: Rig) -> None:
+    path = rig.drop("a.csv")
+    rig.step()
+    rig.sensor.queue.put((str(path), CLOSED))
+    rig.detect()
+    rig.sensor.queue.put((str(path), CLOSED))  # a late push for the same file
+    rig.step(1.0)
+    rescan_due = rig.settings.sensor.rescan_seconds + 1
+    rig.step(rescan_due)  # the periodic rescan sees the pending file again
+    rig.step(rig.settle + 0.01)
+    assert len(rig.ledger.arrivals()) == 1
+    assert len(rig.emitter.named(events.FILE_ARRIVED)) == 1
+
+
+def test_undelivered_arrival_is_kept_and_announced_later_with_the_same_id(rig: Rig) -> None:
+    rig.emitter.fail = lambda _batch: True  # Prefect is down
+    path = rig.drop("a.csv")
+    rig.step()
+    rig.detect()
+
+    (pending,) = rig.ledger.unannounced()
+    assert pending.name == path.name
+    assert rig.ledger.get(pending.sha256).state == DETECTED
+    first_try = rig.emitter.named(events.FILE_ARRIVED, attempted=True)
+    assert len(first_try) == 1 and rig.emitter.delivered == []
+
+    rig.emitter.fail = lambda _batch: False  # Prefect is back
+    rig.step(rig.settings.sensor.retry_seconds + 0.01)
+    (delivered,) = rig.emitter.named(events.FILE_ARRIVED)
+    assert delivered.id == first_try[0].id, "a retry is the same event, so it is not doubled"
+    assert delivered.payload == first_try[0].payload
+    assert rig.ledger.unannounced() == []
+    assert rig.ledger.get(pending.sha256).state == ANNOUNCED
+
+
+def test_partly_delivered_arrivals_are_retried_after_retry_seconds(rig: Rig) -> None:
+    """Two arrivals, the API takes the first and then goes down: the second is retried soon."""
+    rig.drop("a.csv", ROWS)
+    rig.drop("b.csv", OTHER_ROWS)
+    outage = {"left": 1}
+
+    def fail(batch: Sequence[events.Event]) -> bool:
+        arrivals = [e for e in batch if e.event == events.FILE_ARRIVED]
+        if arrivals and rig.emitter.named(events.FILE_ARRIVED) and outage["left"]:
+            outage["left"] -= 1
+            return True
+        return False
+
+    rig.emitter.fail = fail
+    rig.step()
+    rig.detect()
+    assert len(rig.emitter.named(events.FILE_ARRIVED)) == 1
+    assert len(rig.ledger.unannounced()) == 1
+
+    retry = rig.settings.sensor.retry_seconds
+    assert retry < rig.settings.sensor.rescan_seconds
+    rig.step(retry + 0.01)
+    assert rig.ledger.unannounced() == [], (
+        f"the undelivered arrival must be retried after retry_seconds={retry}"
+    )
+    assert len(rig.emitter.named(events.FILE_ARRIVED)) == 2
+
+
+def test_duplicate_content_is_archived_and_announced_as_duplicate(rig: Rig) -> None:
+    first = rig.drop("a.csv")
+    rig.step()
+    rig.detect()
+    copy = rig.drop("copy of a.csv")  # same bytes, new name
+    rig.detect()
+
+    assert first.exists()
+    assert not copy.exists()
+    moved = rig.settings.dirs.archive / "duplicates" / copy.name
+    assert moved.read_bytes() == ROWS
+
+    digest = hashlib.sha256(ROWS).hexdigest()
+    (event,) = rig.emitter.named(events.FILE_DUPLICATE)
+    assert event.payload["duplicate_of"] == first.name
+    assert event.payload["name"] == copy.name
+    assert event.payload["path"] == str(moved)
+    assert event.resource["prefect.resource.id"] == f"inbox.file.{digest}"
+    assert len(rig.emitter.named(events.FILE_ARRIVED)) == 1, "a duplicate never triggers a run"
+
+    dispositions = [(a.name, a.disposition) for a in rig.ledger.arrivals()]
+    assert dispositions == [(first.name, NEW), (copy.name, DUPLICATE)]
+    assert rig.ledger.counts()["duplicate"] == 1
+    assert rig.ledger.counts()["pending"] == 1
+
+
+def test_a_second_duplicate_with_the_same_name_does_not_overwrite(rig: Rig) -> None:
+    rig.drop("a.csv")
+    rig.step()
+    rig.detect()
+    for _ in range(2):
+        rig.drop("copy.csv")
+        rig.detect()
+    archived = sorted((rig.settings.dirs.archive / "duplicates").iterdir())
+    assert len(archived) == 2
+    assert all(p.read_bytes() == ROWS for p in archived)
+    assert len(rig.emitter.named(events.FILE_DUPLICATE)) == 2
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+def test_a_symlink_is_quarantined_and_not_followed(
+    rig: Rig, tmp_path: Path, dangling: bool
+) -> None:
+    secret = tmp_path / "outside" / "secret.csv"
+    secret.parent.mkdir()
+    if not dangling:
+        secret.write_bytes(ROWS)
+    link = rig.inbox / "link.csv"
+    link.symlink_to(secret)
+    rig.step()
+    rig.detect()
+
+    assert not os.path.lexists(link)
+    quarantined = rig.settings.dirs.quarantine / "link.csv"
+    assert quarantined.is_symlink()
+    assert os.readlink(quarantined) == str(secret), "the link itself moved, not its target"
+    reason = json.loads((rig.settings.dirs.quarantine / "link.csv.reason.json").read_text())
+    assert "symbolic link" in reason["reason"]
+    if not dangling:
+        assert secret.read_bytes() == ROWS
+    assert rig.ledger.arrivals() == []
+    assert rig.emitter.named(events.FILE_ARRIVED) == []
+
+
+def test_observer_is_scheduled_on_the_inbox_and_rebuilt_when_it_dies(rig: Rig) -> None:
+    rig.sensor.start_observer()
+    (observer,) = rig.observers
+    (handler, watched, recursive) = observer.scheduled[0]
+    assert callable(handler.on_any_event)
+    assert Path(watched) == rig.inbox.resolve()
+    assert recursive is False
+    assert rig.sensor.watching
+
+    rig.step()  # first scan done; the next periodic one is far away
+    path = rig.drop("missed.csv")
+    observer.alive = False  # the observer thread died, its events were lost
+    assert not rig.sensor.watching
+    rig.step(0.01)
+    assert len(rig.observers) == 2 and rig.sensor.watching
+    rig.step(rig.settle + 0.01)
+    assert [a.name for a in rig.ledger.arrivals()] == [path.name], "the restart rescans"
+
+
+def test_the_watchdog_handler_only_queues_and_never_raises(rig: Rig) -> None:
+    from watchdog.events import DirCreatedEvent, FileClosedEvent, FileMovedEvent
+
+    rig.sensor.start_observer()
+    handler = rig.observers[0].scheduled[0][0]
+    target = rig.inbox / "a.csv"
+    handler.on_any_event(FileClosedEvent(str(target)))
+    handler.on_any_event(FileMovedEvent(str(rig.inbox / ".a.csv.tmp"), str(target)))
+    handler.on_any_event(DirCreatedEvent(str(rig.inbox / "folder")))
+    handler.on_any_event(object())  # nonsense must not kill the observer thread
+    queued = []
+    while not rig.sensor.queue.empty():
+        queued.append(rig.sensor.queue.get_nowait())
+    assert queued == [(str(target), "closed"), (str(target), "moved")]
+
+
+def test_heartbeat_reports_pending_files(rig: Rig) -> None:
+    rig.step()
+    (beat,) = rig.emitter.named(events.SENSOR_HEARTBEAT)
+    assert beat.resource["prefect.resource.id"].startswith("inbox.sensor.")
+    assert beat.payload["pending"] == 0
+    rig.drop("a.csv")
+    rig.detect()
+    rig.step(rig.settings.sensor.heartbeat_seconds)
+    beats = rig.emitter.named(events.SENSOR_HEARTBEAT)
+    assert len(beats) == 2
+    assert beats[-1].payload["pending"] == 1
+    assert beats[0].id != beats[1].id
+
+
+def test_a_failing_emitter_never_stops_the_step(rig: Rig) -> None:
+    rig.emitter.fail = lambda _batch: True
+    rig.drop("a.csv")
+    for advance in (0.0, 1.0, 5.0, 40.0):
+        rig.step(advance)  # must not raise
+    assert len(rig.ledger.unannounced()) == 1

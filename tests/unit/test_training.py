@@ -1,0 +1,189 @@
+"""Train on accepted rows, score on the fixed holdout, and judge against the champion."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from consumer.training import (
+    NotTrainable,
+    decide,
+    drop_holdout_rows,
+    train_and_evaluate,
+)
+from consumer.validate import validate_csv
+from shared.dataset import holdout_mask, read_source, training_pool
+from shared.settings import PromotionSettings, Settings, load_settings
+
+METRICS = ("roc_auc", "accuracy", "f1_macro", "log_loss")
+
+
+def _holdout(settings: Settings) -> pd.DataFrame:
+    source = read_source(settings.dataset)
+    return source[holdout_mask(len(source), settings.holdout)].reset_index(drop=True)
+
+
+@pytest.fixture
+def pool(settings: Settings) -> pd.DataFrame:
+    return training_pool(settings.dataset, settings.holdout)
+
+
+@pytest.fixture
+def holdout(settings: Settings) -> pd.DataFrame:
+    return _holdout(settings)
+
+
+def _check_metrics(metrics: dict[str, float]) -> None:
+    assert set(METRICS) <= set(metrics)
+    for name in ("roc_auc", "accuracy", "f1_macro"):
+        assert 0.0 <= metrics[name] <= 1.0, (name, metrics[name])
+    assert metrics["log_loss"] > 0 and math.isfinite(metrics["log_loss"])
+
+
+def test_train_and_evaluate_on_the_pool(
+    settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame
+) -> None:
+    result = train_and_evaluate(pool, holdout, settings.dataset, settings.model)
+    _check_metrics(result.metrics)
+    assert result.holdout_rows == len(holdout)
+    assert result.train_rows + result.leaked_rows_dropped == len(pool)
+    assert result.train_rows > 0
+    predictions = result.pipeline.predict(holdout[settings.dataset.features.all])
+    assert len(predictions) == len(holdout)
+    assert set(predictions) <= {0, 1}
+
+
+def test_training_is_reproducible(
+    settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame
+) -> None:
+    first = train_and_evaluate(pool, holdout, settings.dataset, settings.model)
+    second = train_and_evaluate(pool.copy(), holdout.copy(), settings.dataset, settings.model)
+    assert first.metrics == second.metrics
+
+
+@pytest.mark.parametrize("kind", ["logistic_regression", "hist_gradient_boosting"])
+def test_other_model_kinds_train(
+    settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame, kind: str
+) -> None:
+    model = settings.model.model_copy(update={"kind": kind, "params": {}})
+    result = train_and_evaluate(pool, holdout, settings.dataset, model)
+    _check_metrics(result.metrics)
+
+
+def test_holdout_rows_in_the_accepted_data_are_dropped(
+    settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame, tmp_path: Path
+) -> None:
+    columns = list(settings.dataset.columns)
+    clean, already = drop_holdout_rows(pool, holdout, columns)
+    # Someone drops holdout rows back in, through a CSV file like any other drop.
+    leak = tmp_path / "leak.csv"
+    holdout.head(10).to_csv(leak, index=False)
+    leaked_rows = validate_csv(leak, settings.dataset)
+    accepted = pd.concat([pool, leaked_rows], ignore_index=True)
+
+    kept, dropped = drop_holdout_rows(accepted, holdout, columns)
+    assert dropped == already + 10
+    assert len(kept) == len(accepted) - dropped
+    assert len(kept) == len(clean)
+    holdout_rows = set(map(tuple, holdout.astype(str).itertuples(index=False)))
+    assert not any(
+        row in holdout_rows for row in map(tuple, kept.astype(str).itertuples(index=False))
+    )
+    assert list(kept.index) == list(range(len(kept)))
+
+    result = train_and_evaluate(accepted, holdout, settings.dataset, settings.model)
+    assert result.leaked_rows_dropped == dropped
+    assert result.train_rows == len(kept)
+
+
+def test_a_single_class_is_not_trainable(
+    settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame
+) -> None:
+    rule = settings.dataset.label
+    ratio = pool[rule.numerator] / pool[rule.denominator]
+    one_class = pool[ratio >= rule.threshold]
+    assert len(one_class) > 0
+    with pytest.raises(NotTrainable):
+        train_and_evaluate(one_class, holdout, settings.dataset, settings.model)
+
+
+def test_multiclass_label_column_trains(write_config: Callable[..., Path]) -> None:
+    def change(params: dict[str, Any]) -> None:
+        params["dataset"]["label"] = {"name": "weekday", "kind": "column", "column": "day"}
+        params["dataset"]["features"] = {
+            "numeric": ["total_bill", "tip", "size"],
+            "categorical": ["sex", "smoker", "time"],
+        }
+        params["model"]["params"] = {"n_estimators": 50, "max_depth": 6}
+
+    settings = load_settings(write_config(change))
+    pool = training_pool(settings.dataset, settings.holdout)
+    holdout = _holdout(settings)
+    result = train_and_evaluate(pool, holdout, settings.dataset, settings.model)
+    assert set(result.pipeline.classes_) == set(pool["day"])
+    assert len(result.pipeline.classes_) > 2
+    assert 0.0 <= result.metrics["roc_auc"] <= 1.0
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert result.metrics["log_loss"] > 0
+
+
+# -- decide -------------------------------------------------------------------------------
+
+
+def test_first_version_is_promoted() -> None:
+    decision = decide({"roc_auc": 0.61}, None, PromotionSettings())
+    assert decision.promote
+    assert decision.challenger == 0.61
+    assert decision.champion is None
+
+
+def test_better_is_promoted_equal_is_not_worse_is_not() -> None:
+    promotion = PromotionSettings(metric="roc_auc", min_improvement=0.0)
+    better = decide({"roc_auc": 0.80}, {"roc_auc": 0.75}, promotion)
+    assert better.promote
+    assert better.delta == pytest.approx(0.05)
+    assert (better.challenger, better.champion) == (0.80, 0.75)
+    assert not decide({"roc_auc": 0.75}, {"roc_auc": 0.75}, promotion).promote
+    worse = decide({"roc_auc": 0.70}, {"roc_auc": 0.75}, promotion)
+    assert not worse.promote
+    assert worse.delta == pytest.approx(-0.05)
+
+
+def test_min_improvement_is_respected() -> None:
+    promotion = PromotionSettings(metric="accuracy", min_improvement=0.02)
+    assert not decide({"accuracy": 0.81}, {"accuracy": 0.80}, promotion).promote
+    assert not decide({"accuracy": 0.82}, {"accuracy": 0.80}, promotion).promote
+    assert decide({"accuracy": 0.83}, {"accuracy": 0.80}, promotion).promote
+
+
+def test_log_loss_lower_is_better() -> None:
+    promotion = PromotionSettings(metric="log_loss", min_improvement=0.01)
+    assert decide({"log_loss": 0.40}, {"log_loss": 0.50}, promotion).promote
+    assert not decide({"log_loss": 0.60}, {"log_loss": 0.50}, promotion).promote
+    assert not decide({"log_loss": 0.495}, {"log_loss": 0.50}, promotion).promote
+    assert not decide({"log_loss": 0.50}, {"log_loss": 0.50}, promotion).promote
+
+
+def test_the_configured_metric_is_the_one_judged() -> None:
+    promotion = PromotionSettings(metric="f1_macro")
+    decision = decide(
+        {"f1_macro": 0.5, "roc_auc": 0.9}, {"f1_macro": 0.6, "roc_auc": 0.1}, promotion
+    )
+    assert not decision.promote
+    assert decision.metric == "f1_macro"
+
+
+def test_missing_or_nan_metrics() -> None:
+    promotion = PromotionSettings(metric="roc_auc")
+    assert not decide({"accuracy": 0.9}, {"roc_auc": 0.5}, promotion).promote
+    assert not decide({"roc_auc": float("nan")}, None, promotion).promote
+    # A champion scored without the metric cannot block a challenger that has it.
+    assert decide({"roc_auc": 0.6}, {"accuracy": 0.9}, promotion).promote
+    assert decide({"roc_auc": 0.6}, {"roc_auc": float("nan")}, promotion).promote
+    reason = decide({"roc_auc": 0.7}, {"roc_auc": 0.8}, promotion).reason
+    assert "roc_auc" in reason
