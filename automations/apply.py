@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ class DeploymentSpec:
     name: str
     description: str
     cron: str | None = None
+    single_flight: bool = False  # at most one run at a time; a run started meanwhile is dropped
 
 
 def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
@@ -36,28 +38,33 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
             "consumer/flows.py:retrain",
             "retrain-on-arrival",
             "Retrains when files arrive; run by the retrain-on-arrival automation.",
+            # Coalescing: the running retrain claims every announced file and loops until
+            # none is left, so an arrival while it runs needs no run of its own. CANCEL_NEW
+            # drops that extra run before a process starts (cheap, nothing lost: the file is
+            # in the ledger). ENQUEUE would start one process per file, 30 s polls apart.
+            single_flight=True,
         ),
     ]
 
 
 def ensure_work_pool(settings: Settings) -> None:
-    """A process work pool; concurrency 1 so two retrains never race for the champion."""
+    """A process work pool for the producer and the retrain."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    name = settings.services.work_pool
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process", concurrency_limit=1))
-        except ObjectAlreadyExists:
-            client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=1))
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=settings.services.work_pool, type="process"))
 
 
 def apply_deployments(settings: Settings) -> dict[str, UUID]:
     """Create or update every deployment; returns ids by `flow/deployment` name."""
     from prefect import Flow
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 
+    single_flight = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+    )
     ids: dict[str, UUID] = {}
     for spec in deployment_specs(settings):
         flow = Flow.from_source(str(PROJECT_ROOT), spec.entrypoint)
@@ -66,6 +73,7 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
             work_pool_name=settings.services.work_pool,
             cron=spec.cron,
             description=spec.description,
+            concurrency_limit=single_flight if spec.single_flight else None,
         )
         ids[f"{flow.name}/{spec.name}"] = deployment.apply(
             work_pool_name=settings.services.work_pool

@@ -160,6 +160,7 @@ class InboxSensor:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self._observer_factory = observer_factory
         self.run_states = run_states
+        self._recorded: dict[Path, tuple[int, int, int] | None] = {}
         self._observer = None
         self._stop = threading.Event()
         self._next_rescan = 0.0
@@ -201,9 +202,12 @@ class InboxSensor:
             return 0
         for entry in entries:
             path = Path(entry.path)
-            if is_candidate(entry.name) and path not in self.settler:
-                self.settler.notice(path, SCANNED, now)
-                found += 1
+            if not is_candidate(entry.name) or path in self.settler:
+                continue
+            if self._recorded.get(path) == _signature(path):
+                continue  # recorded already and unchanged: no need to hash it again
+            self.settler.notice(path, SCANNED, now)
+            found += 1
         return found
 
     def drain_queue(self, now: float) -> None:
@@ -226,6 +230,9 @@ class InboxSensor:
             self._quarantine_special(path, st)
             return None
         sha256 = sha256_file(path)
+        if len(self._recorded) > 100_000:
+            self._recorded.clear()  # a cache, not state: the ledger decides what is new
+        self._recorded[path] = _signature(path)
         arrival = self.ledger.record_arrival(
             name=path.name,
             path=str(path),
@@ -302,34 +309,44 @@ class InboxSensor:
         return ended
 
     def reannounce_stragglers(self) -> int:
-        """Announce again the files no run took (see `Ledger.stragglers`)."""
+        """Announce again the oldest file no run took (see `Ledger.stragglers`).
+
+        One event is enough: the run it starts claims every pending file. A run already in
+        flight makes the extra run a cheap no-op (the deployment cancels it before it starts).
+        """
         stragglers = self.ledger.stragglers(
             self.settings.sensor.reannounce_after_seconds, self.release_ended_claims()
         )
-        for record in stragglers:
-            event = events.file_event(
-                events.FILE_ARRIVED,
-                sha256=record.sha256,
-                file_name=record.name,
-                payload={
-                    "name": record.name,
-                    "path": record.stored_path,
-                    "size": record.size,
-                    "sha256": record.sha256,
-                    "detected_via": "scan",
-                    "reannounced": True,
-                },
-                # One id per attempt: the server keeps each, and drops retries of one.
-                id=events.event_id(events.FILE_ARRIVED, record.sha256, record.announced_at),
-                related=[events.inbox_related(str(self.inbox))],
-            )
-            try:
-                self.emitter.emit([event])
-            except events.EventNotDelivered as error:
-                log.warning("Re-announcement of %s delayed: %s", record.name, error)
-                return 0
-            self.ledger.touch_announced(record.sha256)
-            log.warning("No run took %s yet; announced it again", record.name)
+        if not stragglers:
+            return 0
+        record = stragglers[0]
+        event = events.file_event(
+            events.FILE_ARRIVED,
+            sha256=record.sha256,
+            file_name=record.name,
+            payload={
+                "name": record.name,
+                "path": record.stored_path,
+                "size": record.size,
+                "sha256": record.sha256,
+                "detected_via": "scan",
+                "reannounced": True,
+                "waiting": len(stragglers),
+            },
+            # One id per attempt: the server keeps each, and drops retries of one.
+            id=events.event_id(events.FILE_ARRIVED, record.sha256, record.announced_at),
+            related=[events.inbox_related(str(self.inbox))],
+        )
+        try:
+            self.emitter.emit([event])
+        except events.EventNotDelivered as error:
+            log.warning("Re-announcement of %s delayed: %s", record.name, error)
+            return 0
+        for straggler in stragglers:
+            self.ledger.touch_announced(straggler.sha256)
+        log.warning(
+            "%d file(s) waiting with no run; announced %s again", len(stragglers), record.name
+        )
         return len(stragglers)
 
     def heartbeat(self) -> None:

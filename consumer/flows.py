@@ -40,13 +40,24 @@ def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> d
     return stages.register_and_judge(ctx, trained)
 
 
+def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
+    from consumer.training import NotTrainable
+
+    accepted = [a for a in (ingest_file(ctx, record) for record in claimed) if a]
+    if not accepted:
+        return {"version": None, "files": [], "rejected": [r.name for r in claimed]}
+    try:
+        trained = train_model(ctx, accepted)
+    except NotTrainable as reason:
+        return stages.keep_without_model(ctx, accepted, str(reason))
+    return register_and_judge(ctx, trained)
+
+
 # Retries cover a passing outage (MLflow restarting): a failed attempt releases its claims,
 # the retry claims them again. What still fails is announced again by the sensor's sweep.
 @flow(name="retrain", retries=2, retry_delay_seconds=10)
 def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
     """Retrain on every announced file: validate, train on all accepted data, promote if better."""
-    from consumer.training import NotTrainable
-
     settings = load_settings()
     logger = get_run_logger()
     ledger = Ledger(settings.ledger_url)
@@ -60,20 +71,19 @@ def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
         logger=logger,
     )
     trigger = f"file {sha256[:12]}" if sha256 else "a manual run"
+    rounds: list[dict] = []
     try:
-        claimed = claim_files(ctx)
-        if not claimed:
+        # Single flight: keep taking what arrived during the last round, so a burst costs
+        # a few trainings in one process instead of one process per file.
+        for _ in range(settings.consumer.max_rounds_per_run):
+            claimed = claim_files(ctx)
+            if not claimed:
+                break
+            logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
+            rounds.append(_train_round(ctx, claimed))
+        if not rounds:
             logger.info("Nothing to do for %s: an earlier run already took it.", trigger)
-            return {"version": None, "files": []}
-        logger.info("Claimed %d file(s) (triggered by %s)", len(claimed), trigger)
-        accepted = [a for a in (ingest_file(ctx, record) for record in claimed) if a]
-        if not accepted:
-            return {"version": None, "files": [], "rejected": [r.name for r in claimed]}
-        try:
-            trained = train_model(ctx, accepted)
-        except NotTrainable as reason:
-            return stages.keep_without_model(ctx, accepted, str(reason))
-        return register_and_judge(ctx, trained)
+        return {"rounds": rounds, "trigger": sha256}
     except BaseException:
         released = ledger.release_claims(ctx.run_id)
         logger.error("Retrain failed; released %d claimed file(s) for the next run.", released)

@@ -138,15 +138,16 @@ class ServiceSettings(_Strict):
 
 class SensorSettings(_Strict):
     settle_seconds: Annotated[float, Field(gt=0)] = 0.5
-    rescan_seconds: Annotated[float, Field(gt=0)] = 30
+    rescan_seconds: Annotated[float, Field(gt=0)] = 5
     retry_seconds: Annotated[float, Field(gt=0)] = 2
     heartbeat_seconds: Annotated[float, Field(gt=0)] = 30
     open_grace_seconds: Annotated[float, Field(gt=0)] = 10
-    reannounce_after_seconds: Annotated[float, Field(gt=0)] = 120
+    reannounce_after_seconds: Annotated[float, Field(gt=0)] = 10
 
 
 class ConsumerSettings(_Strict):
     claim_ttl_seconds: Annotated[float, Field(gt=0)] = 300
+    max_rounds_per_run: Annotated[int, Field(ge=1)] = 20
 
 
 class PathSettings(_Strict):
