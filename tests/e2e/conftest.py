@@ -97,6 +97,13 @@ class RunningStack:
             body["flow_runs"] = {"state": {"type": {"any_": [state]}}}
         return self.prefect("POST", "/flow_runs/filter", json=body).json()
 
+    def active_runs(self, deployment: str) -> list[dict]:
+        return [
+            run
+            for state in ("SCHEDULED", "PENDING", "RUNNING")
+            for run in self.flow_runs(deployment, state=state)
+        ]
+
     def model_versions(self) -> list[dict]:
         """Every registered version of the model, with its tags as a dict."""
         response = self.mlflow(

@@ -179,8 +179,12 @@ def test_malformed_files_are_quarantined_with_a_reason(stack: RunningStack, rows
         assert record.reason, name
         assert Path(record.stored_path) == quarantine / name
         assert (quarantine / f"{name}.reason.json").exists(), name
-        rejected = stack.events(FILE_REJECTED, file_resource_id(record.sha256))
-        assert rejected and rejected[0]["payload"]["reason"] == record.reason, name
+        rejected = wait_for(
+            lambda record=record: stack.events(FILE_REJECTED, file_resource_id(record.sha256)),
+            30,
+            f"the rejected event of {name}",
+        )
+        assert rejected[0]["payload"]["reason"] == record.reason, name
         assert rejected[0]["payload"]["quarantine_path"] == str(quarantine / name)
     assert "semicolon" in ledger_reason(stack, "semicolons.csv")
     assert "UTF-8" in ledger_reason(stack, "latin1.csv")
@@ -263,6 +267,9 @@ def test_event_pointing_outside_the_data_folder_is_not_read(stack: RunningStack,
         "payload": {"name": "secret.csv", "path": str(outside), "size": 1, "sha256": sha},
         "related": [],
     }
+    # Let earlier work finish, so the forged event's run really runs (not cancelled as
+    # a duplicate of a retrain in flight).
+    wait_for(lambda: not stack.active_runs("retrain/retrain-on-arrival"), 120, "retrains to end")
     httpx.post(f"{stack.settings.prefect_api_url}/events", json=[event]).raise_for_status()
     wait_for(
         lambda: (
