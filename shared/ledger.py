@@ -394,7 +394,7 @@ class Ledger:
         return [_arrival(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
-        """Distinct files by outcome: pending, trained, rejected, duplicate."""
+        """Distinct files by outcome: pending (some unannounced), trained, rejected, duplicate."""
         with self.engine.connect() as conn:
             by_state = dict(
                 conn.execute(
@@ -406,6 +406,8 @@ class Ledger:
             ).scalar_one()
         return {
             "pending": sum(by_state.get(state, 0) for state in PENDING_STATES),
+            # Recorded but not yet accepted by the Prefect API (it is down or unreachable).
+            "unannounced": by_state.get(DETECTED, 0),
             "trained": by_state.get(TRAINED, 0),
             "rejected": by_state.get(REJECTED, 0),
             "duplicate": duplicates,

@@ -152,6 +152,8 @@ class ConsumerSettings(_Strict):
 
 class PathSettings(_Strict):
     home: Path = Path(".arrivals")
+    # Any SQLAlchemy URL (e.g. postgresql+psycopg://host/db); default: SQLite in the home.
+    ledger_url: str | None = None
 
 
 class Paths(BaseModel):
@@ -266,7 +268,7 @@ class Settings(_Strict):
 
     @property
     def ledger_url(self) -> str:
-        return f"sqlite:///{self.dirs.ledger}"
+        return self.paths.ledger_url or f"sqlite:///{self.dirs.ledger}"
 
     def prefect_env(self) -> dict[str, str]:
         """Environment every process needs to talk to this instance's Prefect, never ~/.prefect."""
@@ -358,7 +360,7 @@ def load_settings(config: str | Path | None = None) -> Settings:
         source = config_file.parent / source
     return settings.model_copy(
         update={
-            "paths": PathSettings(home=home.resolve()),
+            "paths": settings.paths.model_copy(update={"home": home.resolve()}),
             "dataset": settings.dataset.model_copy(update={"source": source.resolve()}),
         }
     )

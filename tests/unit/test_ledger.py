@@ -217,12 +217,24 @@ def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
     arrive(ledger, "a-copy.csv", "a.csv")  # duplicate of a.csv's content
     arrive(ledger, "waiting.csv")  # detected, not announced
     ledger.claim_pending("run-1", ttl_seconds=TTL)
-    assert ledger.counts() == {"pending": 4, "trained": 0, "rejected": 0, "duplicate": 1}
+    assert ledger.counts() == {
+        "pending": 4,
+        "unannounced": 1,
+        "trained": 0,
+        "rejected": 0,
+        "duplicate": 1,
+    }
 
     clock.advance(3)
     ledger.mark_rejected(bad, run_id="run-1", reason="column tip: bad", path="/q/bad.csv")
     ledger.mark_trained({good_a: 10, good_b: 12}, run_id="run-1", version="7")
-    assert ledger.counts() == {"pending": 1, "trained": 2, "rejected": 1, "duplicate": 1}
+    assert ledger.counts() == {
+        "pending": 1,
+        "unannounced": 1,
+        "trained": 2,
+        "rejected": 1,
+        "duplicate": 1,
+    }
 
     rejected = ledger.get(bad)
     assert rejected.state == REJECTED
