@@ -14,9 +14,15 @@ export DO_NOT_TRACK := true
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-install: ## Create .venv with everything from uv.lock (bootstraps uv if missing)
+install: .venv/.installed ## Create .venv with everything from uv.lock (bootstraps uv if missing)
+
+# Re-synced only when the lock or the project changes. Bytecode is compiled at install:
+# with PYTHONDONTWRITEBYTECODE set, every flow-run process would otherwise compile prefect
+# from source again (measured: 5.8 s -> 3.0 s per flow-run process here).
+.venv/.installed: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --quiet --compile-bytecode
+	@touch $@
 
 up: install ## Run the whole stack in the foreground (Ctrl-C stops it)
 	$(BIN)/arrivals up

@@ -6,14 +6,16 @@ mlflow are imported inside the stages, so a flow-run process starts fast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from consumer import retrain as stages
-from shared.events import ConfirmedEmitter
-from shared.ledger import FileRecord, Ledger
-from shared.settings import load_settings
+
+if TYPE_CHECKING:
+    from shared.ledger import FileRecord
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,6 +60,10 @@ def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
 @flow(name="retrain", retries=2, retry_delay_seconds=10)
 def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
     """Retrain on every announced file: validate, train on all accepted data, promote if better."""
+    from shared.events import ConfirmedEmitter
+    from shared.ledger import Ledger
+    from shared.settings import load_settings
+
     settings = load_settings()
     logger = get_run_logger()
     ledger = Ledger(settings.ledger_url)

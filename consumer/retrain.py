@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from shared import events
 from shared.fs import atomic_write_json, is_within, move_into, read_json
-from shared.ledger import FileRecord, Ledger
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from shared.ledger import FileRecord, Ledger
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
