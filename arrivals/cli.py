@@ -1,4 +1,4 @@
-"""The `arrivals` command: up, down, status, drop, release."""
+"""The `arrivals` command: up, down, status, drop, release, lineage, retract, retrain."""
 
 from __future__ import annotations
 
@@ -139,6 +139,106 @@ def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage(settings: Settings, args: argparse.Namespace) -> int:
+    """Which versions used a file, or which files are behind a version."""
+    from shared.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        if args.version is not None:
+            files = ledger.files_of_version(str(args.version))
+            if not files:
+                log.error("no lineage recorded for version %s", args.version)
+                return 2
+            result = {
+                "model": settings.model.name,
+                "version": str(args.version),
+                "files": [
+                    {
+                        "name": r.name,
+                        "sha256": r.sha256,
+                        "rows": r.rows,
+                        "state": r.state,
+                        "first_trained_here": new,
+                    }
+                    for r, new in files
+                ],
+            }
+        else:
+            if not args.file:
+                log.error("give a file name or sha256, or --version N")
+                return 2
+            record = ledger.find(args.file)
+            if record is None:
+                log.error("no file named %s (or with that sha256) in the ledger", args.file)
+                return 2
+            names = sorted({a.name for a in ledger.arrivals() if a.sha256 == record.sha256})
+            result = {
+                "model": settings.model.name,
+                "file": {
+                    "name": record.name,
+                    "sha256": record.sha256,
+                    "names": names,
+                    "state": record.state,
+                    "reason": record.reason,
+                    "first_version": record.model_version,
+                },
+                "versions": ledger.versions_using(record.sha256),
+            }
+    finally:
+        ledger.close()
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    elif "files" in result:
+        sys.stdout.write(f"{settings.model.name} v{result['version']} was trained on:\n")
+        for f in result["files"]:
+            mark = " (new here)" if f["first_trained_here"] else ""
+            sys.stdout.write(f"  {f['name']:<40} {f['sha256'][:12]} {f['rows']} rows{mark}\n")
+    else:
+        f = result["file"]
+        versions = ", ".join(f"v{v}" for v in result["versions"]) or "none"
+        sys.stdout.write(
+            f"{f['name']} ({f['sha256'][:12]}, {f['state']}) is in versions: {versions}\n"
+        )
+    return 0
+
+
+def cmd_retract(settings: Settings, args: argparse.Namespace) -> int:
+    """Mark a trained file bad and retrain without it; a tainted champion moves."""
+    from shared.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        record = ledger.find(args.file)
+        if record is None:
+            log.error("no file named %s (or with that sha256) in the ledger", args.file)
+            return 2
+        if not ledger.retract(record.sha256, args.reason):
+            log.error("%s is %s, not trained: nothing to retract", record.name, record.state)
+            return 2
+    finally:
+        ledger.close()
+    log.info("Retracted %s (%s); retraining without it", record.name, record.sha256[:12])
+    return _run_retrain(settings)
+
+
+def cmd_retrain(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_retrain(settings)
+
+
+def _run_retrain(settings: Settings) -> int:
+    """Run the retrain deployment once with rebuild=True, and wait for it."""
+    _use_prefect_of(settings)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(
+        "retrain/retrain-on-arrival", parameters={"rebuild": True}, timeout=900, tags=["manual"]
+    )
+    state = run.state
+    log.info("Retrain run %s: %s", run.name, state.name if state else "?")
+    return 0 if state is not None and state.is_completed() else 1
+
+
 def _run_producer(settings: Settings, batch: int) -> int:
     """Run the producer deployment for one batch now, and wait for it."""
     _use_prefect_of(settings)
@@ -173,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     release = sub.add_parser("release", help="re-admit a (fixed) file from the quarantine")
     release.add_argument("file", help="a file in the quarantine folder (path or name)")
     release.set_defaults(handler=cmd_release)
+    lineage = sub.add_parser("lineage", help="versions that used a file, or files behind a version")
+    lineage.add_argument("file", nargs="?", help="a file name or sha256 (prefix of 8+)")
+    lineage.add_argument("--version", type=int, help="list the files behind this model version")
+    lineage.add_argument("--json", action="store_true")
+    lineage.set_defaults(handler=cmd_lineage)
+    retract = sub.add_parser("retract", help="mark a trained file bad and retrain without it")
+    retract.add_argument("file", help="a file name or sha256 (prefix of 8+)")
+    retract.add_argument("--reason", default="retracted by an operator")
+    retract.set_defaults(handler=cmd_retract)
+    sub.add_parser(
+        "retrain", help="retrain now on the accepted data (no new file needed)"
+    ).set_defaults(handler=cmd_retrain)
     return parser
 
 

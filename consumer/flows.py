@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -39,14 +40,21 @@ def train_model(ctx: stages.RetrainContext, new: list[stages.Accepted]) -> stage
 @task(cache_policy=NO_CACHE)
 def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> dict:
     """Register the challenger in MLflow and move `champion` only if it is better."""
-    return stages.register_and_judge(ctx, trained)
+    retracted = {record.sha256 for record in ctx.ledger.files("retracted")}
+    summary = stages.register_and_judge(ctx, trained, retracted=retracted)
+    create_markdown_artifact(
+        stages.render_report(summary),
+        key="retrain-report",
+        description=f"Retrain of {ctx.settings.model.name} v{summary['version']}",
+    )
+    return summary
 
 
 def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
     from consumer.training import NotTrainable
 
     accepted = [a for a in (ingest_file(ctx, record) for record in claimed) if a]
-    if not accepted:
+    if claimed and not accepted:
         return {"version": None, "files": [], "rejected": [r.name for r in claimed]}
     try:
         trained = train_model(ctx, accepted)
@@ -58,8 +66,11 @@ def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
 # Retries cover a passing outage (MLflow restarting): a failed attempt releases its claims,
 # the retry claims them again. What still fails is announced again by the sensor's sweep.
 @flow(name="retrain", retries=2, retry_delay_seconds=10)
-def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
-    """Retrain on every announced file: validate, train on all accepted data, promote if better."""
+def retrain(sha256: str | None = None, event_id: str | None = None, rebuild: bool = False) -> dict:
+    """Retrain on every announced file: validate, train on all accepted data, promote if better.
+
+    `rebuild`: train once even with no new file (after a retraction or a params change).
+    """
     from shared.events import ConfirmedEmitter
     from shared.ledger import Ledger
     from shared.settings import load_settings
@@ -87,7 +98,10 @@ def retrain(sha256: str | None = None, event_id: str | None = None) -> dict:
                 break
             logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
             rounds.append(_train_round(ctx, claimed))
-        if not rounds:
+        if not rounds and rebuild:
+            logger.info("Rebuild: training on the accepted data as it is now.")
+            rounds.append(_train_round(ctx, []))
+        elif not rounds:
             logger.info("Nothing to do for %s: an earlier run already took it.", trigger)
         return {"rounds": rounds, "trigger": sha256}
     except BaseException:

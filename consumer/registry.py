@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous_champion"  # one-step rollback target
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class MlflowRegistry:
         new_files: list[NewFile],
         tags: dict[str, str],
         artifacts: dict[str, Any],
+        figures: dict[str, Any],
         trusted_types: list[str],
     ) -> Registered:
         """One MLflow run: params, metrics, dataset inputs, JSON artifacts, the model, a version."""
@@ -91,6 +93,8 @@ class MlflowRegistry:
                 mlflow.log_input(dataset, context="training")
             for name, content in artifacts.items():
                 mlflow.log_dict(content, name)
+            for name, figure in figures.items():
+                mlflow.log_figure(figure, name)
             info = mlflow.sklearn.log_model(
                 pipeline,
                 name="model",
@@ -129,5 +133,18 @@ class MlflowRegistry:
         for key, value in tags.items():
             self.client.set_model_version_tag(self.model_name, version, key, value)
 
-    def set_champion(self, version: str) -> None:
+    def move_champion(self, version: str, previous: str | None) -> None:
+        """Point `champion` at `version`; the replaced one keeps `previous_champion`."""
+        if previous is not None and previous != version:
+            self.client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def version_metrics(self, version: str) -> dict[str, float]:
+        run_id = self.client.get_model_version(self.model_name, version).run_id
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        self.client.log_figure(run_id, figure, name)
+
+    def load_model(self, version: str) -> Any:
+        return self._mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")

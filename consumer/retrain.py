@@ -115,6 +115,11 @@ def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
     if not is_within(path, dirs.archive):
         path = move_into(path, dirs.archive, record.name)
         ctx.ledger.set_stored_path(record.sha256, str(path))
+    copy = _accepted_copy(ctx, record.sha256)
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    tmp = copy.with_name(f".{copy.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(copy)
     return Accepted(record, path, frame)
 
 
@@ -122,40 +127,128 @@ def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
 class Trained:
     result: Any  # consumer.training.TrainResult
     new: list[Accepted]
-    earlier: list[FileRecord]
+    earlier: list[FileRecord]  # the accepted files this training read besides the new ones
+    holdout: pd.DataFrame
+    prequential: dict[str, float]  # the champion scored on the new rows before training
+
+
+def _accepted_copy(ctx: RetrainContext, sha256: str) -> Path:
+    return ctx.settings.dirs.accepted / f"{sha256}.parquet"
+
+
+def _load_accepted(ctx: RetrainContext, record: FileRecord) -> pd.DataFrame:
+    """The typed rows of an accepted file: its Parquet copy, else its archived CSV again."""
+    import pandas as pd
+
+    from consumer.validate import validate_csv
+
+    copy = _accepted_copy(ctx, record.sha256)
+    if copy.exists():
+        return pd.read_parquet(copy)
+    return validate_csv(Path(record.stored_path), ctx.settings.dataset)
+
+
+def files_in_window(earlier: list[FileRecord], budget: int) -> list[FileRecord]:
+    """The newest earlier files whose rows fit in `budget` (the oldest one may be cut)."""
+    chosen: list[FileRecord] = []
+    for record in reversed(earlier):
+        if budget <= 0:
+            break
+        chosen.append(record)
+        budget -= record.rows or 0
+    return chosen[::-1]
+
+
+def _champion_export(ctx: RetrainContext, version: str | None = None) -> Path:
+    models = ctx.settings.dirs.models
+    return models / "champion.joblib" if version is None else models / f"version-{version}.joblib"
+
+
+def prequential_score(ctx: RetrainContext, new: list[Accepted]) -> dict[str, float]:
+    """How the deployed champion does on the fresh rows, before they are trained on.
+
+    The drift signal: a champion that scores worse on new production data than on the
+    holdout is going stale.
+    """
+    import joblib
+    import pandas as pd
+
+    from consumer.training import evaluate, split_xy
+
+    export = _champion_export(ctx)
+    if not new or not export.exists():
+        return {}
+    x, y = split_xy(pd.concat([a.frame for a in new], ignore_index=True), ctx.settings.dataset)
+    return {f"prequential_{k}": v for k, v in evaluate(joblib.load(export), x, y).items()}
 
 
 def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
-    """Fit on every accepted file so far plus the new ones; score on the fixed holdout."""
+    """Fit on the accepted data (all, or what the training policy keeps) plus the new files."""
     import pandas as pd
 
-    from consumer.training import train_and_evaluate
-    from consumer.validate import validate_csv
+    from consumer.training import NotTrainable, apply_policy, train_and_evaluate
     from shared.dataset import ensure_holdout
 
     settings = ctx.settings
     earlier = ctx.ledger.files("trained")
-    frames = [validate_csv(Path(r.stored_path), settings.dataset) for r in earlier]
-    frames += [a.frame for a in new]
-    holdout_path = ensure_holdout(settings.dataset, settings.holdout, settings.dirs.holdout)
-    holdout = pd.read_csv(holdout_path)
-    result = train_and_evaluate(
-        pd.concat(frames, ignore_index=True), holdout, settings.dataset, settings.model
-    )
+    if settings.training.policy == "window":
+        # Read only the files the window can reach: the cost stays flat as data grows.
+        new_rows = sum(len(a.frame) for a in new)
+        earlier = files_in_window(earlier, settings.training.max_rows - new_rows)
+    frames = [_load_accepted(ctx, r) for r in earlier] + [a.frame for a in new]
+    if not frames:
+        raise NotTrainable("no accepted data to train on")
+    accepted = apply_policy(pd.concat(frames, ignore_index=True), settings.training)
+    holdout = pd.read_csv(ensure_holdout(settings.dataset, settings.holdout, settings.dirs.holdout))
+    prequential = prequential_score(ctx, new)
+    result = train_and_evaluate(accepted, holdout, settings.dataset, settings.model)
     ctx.logger.info(
-        "Trained on %d rows from %d file(s) (%d new); holdout %s",
+        "Trained on %d rows from %d file(s) (%d new, policy %s); holdout %s",
         result.train_rows,
         len(frames),
         len(new),
+        settings.training.policy,
         {k: round(v, 4) for k, v in result.metrics.items()},
     )
-    return Trained(result, new, earlier)
+    return Trained(result, new, earlier, holdout, prequential)
 
 
-def register_and_judge(ctx: RetrainContext, trained: Trained) -> dict[str, Any]:
-    """Log and register the challenger, promote it only if it beats the champion."""
+def _lineage(trained: Trained) -> list[dict[str, Any]]:
+    return [
+        {"name": r.name, "sha256": r.sha256, "rows": r.rows, "new": False} for r in trained.earlier
+    ] + [
+        {"name": a.record.name, "sha256": a.record.sha256, "rows": len(a.frame), "new": True}
+        for a in trained.new
+    ]
+
+
+def _best_clean_version(
+    ctx: RetrainContext, registry: Any, retracted: set[str], candidate: str, metrics: dict
+) -> tuple[str, dict[str, float]]:
+    """The best version trained on none of the retracted files (the new one included)."""
+    from consumer.training import LOWER_IS_BETTER
+
+    metric = ctx.settings.promotion.metric
+    scored = {v: registry.version_metrics(v) for v in ctx.ledger.versions_without(retracted)}
+    scored[candidate] = metrics
+    usable = {v: m for v, m in scored.items() if metric in m}
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    # Ties go to the newest version: it has seen the most clean data.
+    best = max(usable, key=lambda v: (sign * usable[v][metric], int(v)))
+    return best, usable[best]
+
+
+def register_and_judge(
+    ctx: RetrainContext, trained: Trained, *, retracted: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Log and register the challenger; move `champion` only if it is better.
+
+    If the champion was trained on a retracted file, the champion moves regardless: to the
+    best version (by the primary metric) trained on none of the retracted files.
+    """
+    from consumer.plots import evaluation_figures, metric_over_versions
     from consumer.registry import MlflowRegistry, NewFile
-    from consumer.training import SKOPS_TRUSTED_TYPES, decide
+    from consumer.training import SKOPS_TRUSTED_TYPES, Decision, decide, split_xy
 
     settings = ctx.settings
     result = trained.result
@@ -169,29 +262,24 @@ def register_and_judge(ctx: RetrainContext, trained: Trained) -> dict[str, Any]:
             discarded or "(none registered)",
         )
     champion = registry.champion()
-    decision = decide(result.metrics, champion.metrics if champion else None, settings.promotion)
-
-    lineage = [
-        {"name": r.name, "sha256": r.sha256, "rows": r.rows, "new": False} for r in trained.earlier
-    ] + [
-        {"name": a.record.name, "sha256": a.record.sha256, "rows": len(a.frame), "new": True}
-        for a in trained.new
-    ]
+    previous = champion.version if champion else None
+    lineage = _lineage(trained)
     new_names = ", ".join(a.record.name for a in trained.new)
-    x_example = trained.new[0].frame[settings.dataset.features.all].head(5)
+    x_hold, y_hold = split_xy(trained.holdout, settings.dataset)
     registered = registry.log_and_register(
         pipeline=result.pipeline,
-        x_example=x_example,
+        x_example=x_hold.head(5),
         params={
             "model_kind": settings.model.kind,
             **{f"model.{k}": v for k, v in settings.model.params.items()},
             "train_rows": result.train_rows,
+            "train_policy": settings.training.policy,
             "holdout_rows": result.holdout_rows,
             "leaked_rows_dropped": result.leaked_rows_dropped,
             "files_total": len(lineage),
             "files_new": len(trained.new),
         },
-        metrics=result.metrics,
+        metrics={**result.metrics, **trained.prequential},
         new_files=[NewFile(a.record.name, a.record.sha256, a.path, a.frame) for a in trained.new],
         tags={
             "arrivals.run_name": f"retrain-{ctx.run_name}" if ctx.run_name else "retrain",
@@ -201,79 +289,147 @@ def register_and_judge(ctx: RetrainContext, trained: Trained) -> dict[str, Any]:
             "arrivals.files_new": new_names[:4000],
         },
         artifacts={"lineage.json": {"files": lineage}},
+        figures=evaluation_figures(result.pipeline, x_hold, y_hold),
         trusted_types=SKOPS_TRUSTED_TYPES[settings.model.kind],
     )
     version = registered.version
+    ctx.ledger.record_lineage(version, {f["sha256"]: f["new"] for f in lineage})
+    _export_version(ctx, result.pipeline, version)
+
+    tainted = previous is not None and bool(retracted & _shas_of(ctx, previous))
+    if tainted:
+        best, best_metrics = _best_clean_version(ctx, registry, retracted, version, result.metrics)
+        metric = settings.promotion.metric
+        decision = Decision(
+            promote=best == version,
+            metric=metric,
+            challenger=result.metrics.get(metric),
+            champion=champion.metrics.get(metric),
+            delta=best_metrics.get(metric, 0) - champion.metrics.get(metric, 0),
+            reason=f"champion v{previous} was trained on a retracted file; "
+            f"v{best} is the best version without it",
+        )
+        target = best
+    else:
+        champion_metrics = champion.metrics if champion else None
+        decision = decide(result.metrics, champion_metrics, settings.promotion)
+        target = version if decision.promote else None
+
     registry.tag_version(
         version,
         {
             "arrivals.decision": "promoted" if decision.promote else "kept champion",
             "arrivals.decision_reason": decision.reason,
             "arrivals.flow_run_id": ctx.run_id,
+            "arrivals.flow_run_url": ctx.run_url,
+            "arrivals.trigger_event_id": ctx.trigger_event_id or "",
             "arrivals.files_new": new_names[:4000],
+            "arrivals.prequential": ", ".join(
+                f"{k.removeprefix('prequential_')}={v:.4f}" for k, v in trained.prequential.items()
+            ),
         },
     )
-    previous = champion.version if champion else None
-    if decision.promote:
-        registry.set_champion(version)
-        _export_champion(ctx, result.pipeline, version, result.metrics, lineage)
+    if target is not None and target != previous:
+        registry.move_champion(target, previous)
+        _promote_export(ctx, registry, target)
     ctx.logger.info(
         "Registered %s v%s: %s",
         settings.model.name,
         version,
-        f"PROMOTED to champion ({decision.reason})"
-        if decision.promote
+        f"champion is now v{target} ({decision.reason})"
+        if target is not None and target != previous
         else f"champion stays v{previous} ({decision.reason})",
     )
 
     ctx.ledger.mark_trained(
         {a.record.sha256: len(a.frame) for a in trained.new}, run_id=ctx.run_id, version=version
     )
+    champion_now = target if target is not None else previous
+    moved = champion_now != previous
     summary = {
         "version": version,
+        "decision_title": f"v{version}: champion is now v{champion_now}"
+        if moved
+        else f"v{version}: champion stays v{previous}",
         "promoted": decision.promote,
         "previous_champion": previous,
-        "champion": version if decision.promote else previous,
+        "champion": champion_now,
+        "champion_moved": moved,
         "metric": decision.metric,
         "delta": decision.delta,
         "reason": decision.reason,
         "metrics": result.metrics,
+        "champion_metrics": champion.metrics if champion else None,
+        "prequential": trained.prequential,
         "files": [a.record.name for a in trained.new],
+        "files_total": len(lineage),
+        "train_rows": result.train_rows,
         "mlflow_run_id": registered.run_id,
+        "mlflow_run_url": f"{settings.mlflow_url}/#/experiments/{registered.experiment_id}"
+        f"/runs/{registered.run_id}",
     }
-    _write_history(ctx, summary, trained)
+    history = _write_history(ctx, summary, trained)
+    registry.log_figure(
+        registered.run_id,
+        metric_over_versions(history, settings.promotion.metric),
+        "plots/metric_over_versions.png",
+    )
     _announce_model(ctx, summary, trained)
     return summary
 
 
-def _export_champion(ctx, pipeline, version: str, metrics: dict, lineage: list) -> None:
+def _shas_of(ctx: RetrainContext, version: str) -> set[str]:
+    return {record.sha256 for record, _new in ctx.ledger.files_of_version(version)}
+
+
+def _export_version(ctx: RetrainContext, pipeline: Any, version: str) -> None:
+    """Every version's model, kept locally so a rollback or retraction needs no download."""
     import joblib
 
-    models = ctx.settings.dirs.models
-    models.mkdir(parents=True, exist_ok=True)
-    tmp = models / f".champion-v{version}.joblib.tmp"
+    path = _champion_export(ctx, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
     joblib.dump(pipeline, tmp)
-    tmp.replace(models / "champion.joblib")
+    tmp.replace(path)
+
+
+def _promote_export(ctx: RetrainContext, registry: Any, version: str) -> None:
+    """models/champion.joblib + champion.json: the champion a person (or a server) loads."""
+    import shutil
+
+    source = _champion_export(ctx, version)
+    if not source.exists():  # a home from before local exports: fetch it from MLflow
+        _export_version(ctx, registry.load_model(version), version)
+    target = _champion_export(ctx)
+    tmp = target.with_name(".champion.joblib.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
     atomic_write_json(
-        models / "champion.json",
+        ctx.settings.dirs.models / "champion.json",
         {
             "model": ctx.settings.model.name,
             "version": version,
-            "metrics": metrics,
-            "files": lineage,
+            "metrics": registry.version_metrics(version),
+            "files": [
+                {"name": r.name, "sha256": r.sha256, "rows": r.rows}
+                for r, _new in ctx.ledger.files_of_version(version)
+            ],
             "promoted_at": _now(),
             "flow_run": ctx.run_url,
         },
     )
 
 
-def _write_history(ctx: RetrainContext, summary: dict, trained: Trained) -> None:
-    """The seed's human-readable history: batch_state.json and metrics/version-N.json."""
+def _write_history(ctx: RetrainContext, summary: dict, trained: Trained) -> list[dict]:
+    """The seed's human-readable history: batch_state.json and metrics/version-N.json.
+
+    Returns every version's record so far, oldest first.
+    """
     dirs = ctx.settings.dirs
     at = _now()
     atomic_write_json(
         dirs.metrics / f"version-{summary['version']}.json",
-        {**summary, "at": at, "flow_run": ctx.run_url, "train_rows": trained.result.train_rows},
+        {**summary, "at": at, "flow_run": ctx.run_url},
     )
     state = read_json(dirs.batch_state, {"processed": [], "champion": None})
     for accepted in trained.new:
@@ -288,18 +444,23 @@ def _write_history(ctx: RetrainContext, summary: dict, trained: Trained) -> None
                 "at": at,
             }
         )
-    if summary["promoted"]:
-        state["champion"] = {"version": summary["version"], "metrics": summary["metrics"]}
+    if summary["champion_moved"]:
+        state["champion"] = {"version": summary["champion"], "since": at}
     atomic_write_json(dirs.batch_state, state)
+    history = [read_json(path, None) for path in dirs.metrics.glob("version-*.json")]
+    return sorted((h for h in history if h), key=lambda h: int(h["version"]))
 
 
 def _announce_model(ctx: RetrainContext, summary: dict, trained: Trained) -> None:
     model = ctx.settings.model.name
     version = summary["version"]
-    resource = {
-        "prefect.resource.id": events.model_resource_id(model, version),
-        "prefect.resource.name": f"{model} v{version}",
-    }
+
+    def resource(v: str) -> dict[str, str]:
+        return {
+            "prefect.resource.id": events.model_resource_id(model, v),
+            "prefect.resource.name": f"{model} v{v}",
+        }
+
     related = [ctx.run_related()] + [
         {
             "prefect.resource.id": events.file_resource_id(a.record.sha256),
@@ -311,33 +472,69 @@ def _announce_model(ctx: RetrainContext, summary: dict, trained: Trained) -> Non
     out = [
         events.Event(
             event=events.VERSION_REGISTERED,
-            resource=resource,
+            resource=resource(version),
             payload={
                 "metrics": summary["metrics"],
+                "prequential": summary["prequential"],
                 "files": summary["files"],
+                "files_total": summary["files_total"],
+                "decision": summary["reason"],
+                "mlflow_run": summary["mlflow_run_url"],
                 "host": socket.gethostname(),
             },
             id=events.event_id(events.VERSION_REGISTERED, model, version),
             related=related,
         )
     ]
-    if summary["promoted"]:
+    if summary["champion_moved"]:
+        champion = summary["champion"]
         out.append(
             events.Event(
                 event=events.CHAMPION_PROMOTED,
-                resource=resource,
+                resource=resource(champion),
                 payload={
                     "old_version": summary["previous_champion"],
-                    "new_version": version,
+                    "new_version": champion,
                     "metric": summary["metric"],
                     "delta": summary["delta"],
                     "reason": summary["reason"],
                 },
-                id=events.event_id(events.CHAMPION_PROMOTED, model, version),
+                id=events.event_id(events.CHAMPION_PROMOTED, model, champion, version),
                 related=related,
             )
         )
     _emit(ctx, *out)
+
+
+def render_report(summary: dict[str, Any]) -> str:
+    """The retrain's report for the Prefect UI (a markdown artifact on the flow run)."""
+    metrics = summary["metrics"]
+    champion = summary.get("champion_metrics") or {}
+    prequential = summary.get("prequential") or {}
+    names = sorted(set(metrics) | set(champion))
+    lines = [
+        f"## {summary['decision_title']}",
+        "",
+        f"**Decision:** {summary['reason']}",
+        "",
+        f"Version **v{summary['version']}** trained on {summary['train_rows']} rows from "
+        f"{summary['files_total']} file(s); new in this run: "
+        + (", ".join(f"`{name}`" for name in summary["files"]) or "none (rebuild)"),
+        "",
+        "| metric (holdout) | challenger | champion before | champion on new rows |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {_fmt(metrics.get(name))} | {_fmt(champion.get(name))} "
+            f"| {_fmt(prequential.get(f'prequential_{name}'))} |"
+        )
+    lines += ["", f"[MLflow run]({summary['mlflow_run_url']})"]
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _emit(ctx: RetrainContext, *out: events.Event) -> None:

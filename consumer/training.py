@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shared.dataset import compute_label, row_keys
-from shared.settings import DatasetSettings, ModelSettings, PromotionSettings
+from shared.settings import DatasetSettings, ModelSettings, PromotionSettings, TrainingSettings
 
 LOWER_IS_BETTER = {"log_loss"}
 
@@ -63,6 +63,15 @@ def drop_holdout_rows(
     """Remove rows identical to a holdout row, so a drop of the source never leaks the holdout."""
     leaked = row_keys(frame, columns).isin(set(row_keys(holdout, columns)))
     return frame[~leaked.to_numpy()].reset_index(drop=True), int(leaked.sum())
+
+
+def apply_policy(frame: pd.DataFrame, training: TrainingSettings) -> pd.DataFrame:
+    """Bound the training rows: the newest `max_rows` (window) or a seeded sample of them."""
+    if training.policy == "all" or len(frame) <= training.max_rows:
+        return frame
+    if training.policy == "window":
+        return frame.iloc[-training.max_rows :].reset_index(drop=True)
+    return frame.sample(n=training.max_rows, random_state=training.seed).reset_index(drop=True)
 
 
 def evaluate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
@@ -128,38 +137,56 @@ class Decision:
     reason: str
 
 
+def _better(metric: str, new: float, old: float) -> float:
+    """How much better `new` is than `old` (positive = better), whatever the metric's sense."""
+    return (old - new) if metric in LOWER_IS_BETTER else (new - old)
+
+
 def decide(
     challenger: dict[str, float],
     champion: dict[str, float] | None,
     promotion: PromotionSettings,
 ) -> Decision:
-    """Promote the challenger only when it beats the champion by more than min_improvement."""
+    """The champion/challenger rule, on metrics from the same fixed holdout.
+
+    Promote only when the challenger (1) has the primary metric, (2) is not worse than the
+    floor, (3) beats the champion by more than `min_improvement`, and (4) does not lose
+    more than `guard_tolerance` on the guard metric. The first version only needs (1)-(2).
+    """
     metric = promotion.metric
     new = challenger.get(metric)
     if new is None or np.isnan(new):
         return Decision(False, metric, None, None, None, f"challenger has no {metric}")
-    if champion is None:
+    old = champion.get(metric) if champion else None
+    delta = None if old is None else new - old
+
+    def keep(reason: str) -> Decision:
+        return Decision(False, metric, new, old, delta, reason)
+
+    if promotion.floor is not None and _better(metric, new, promotion.floor) < 0:
+        return keep(f"{metric} {new:.4f} is worse than the floor {promotion.floor}")
+    if champion is None or old is None or np.isnan(old):
         return Decision(True, metric, new, None, None, "first version: no champion yet")
-    old = champion.get(metric)
-    if old is None or np.isnan(old):
-        return Decision(True, metric, new, None, None, f"champion has no {metric}")
-    gain = (old - new) if metric in LOWER_IS_BETTER else (new - old)
-    if gain > promotion.min_improvement:
-        return Decision(
-            True,
-            metric,
-            new,
-            old,
-            new - old,
-            f"{metric} {new:.4f} beats champion {old:.4f} by {gain:.4f} "
-            f"(> {promotion.min_improvement})",
+    gain = _better(metric, new, old)
+    if gain <= promotion.min_improvement:
+        return keep(
+            f"{metric} {new:.4f} does not beat champion {old:.4f} by more than "
+            f"{promotion.min_improvement}"
         )
+    guard = promotion.guard_metric
+    if guard is not None and guard in challenger and guard in champion:
+        loss = -_better(guard, challenger[guard], champion[guard])
+        if loss > promotion.guard_tolerance:
+            return keep(
+                f"{metric} improves by {gain:.4f} but {guard} drops by {loss:.4f} "
+                f"(> {promotion.guard_tolerance} allowed)"
+            )
     return Decision(
-        False,
+        True,
         metric,
         new,
         old,
-        new - old,
-        f"{metric} {new:.4f} does not beat champion {old:.4f} by more than "
-        f"{promotion.min_improvement}",
+        delta,
+        f"{metric} {new:.4f} beats champion {old:.4f} by {gain:.4f} "
+        f"(> {promotion.min_improvement})",
     )

@@ -2,6 +2,8 @@
 
 Lifecycle of a file (content):
     detected -> announced -> claimed -> trained | rejected (-> released -> detected)
+                                        trained -> retracted
+and of lineage: which model versions were trained on which files (both directions).
 and of an arrival (a name under which content came in): new | duplicate, announced or not.
 
 Every transition is a single conditional UPDATE inside a transaction, so two processes
@@ -24,6 +26,7 @@ CLAIMED = "claimed"
 TRAINED = "trained"
 REJECTED = "rejected"
 RELEASED = "released"  # a rejected file a person re-admitted; its next arrival counts as new
+RETRACTED = "retracted"  # a trained file a person marked bad: never trained on again
 PENDING_STATES = (DETECTED, ANNOUNCED, CLAIMED)
 
 NEW = "new"
@@ -63,6 +66,16 @@ arrivals_table = sa.Table(
     sa.Column("detected_at", sa.Float, nullable=False),
     sa.Column("disposition", sa.String(16), nullable=False),
     sa.Column("announced_at", sa.Float),
+)
+
+
+lineage_table = sa.Table(
+    "lineage",
+    metadata,
+    sa.Column("version", sa.String(32), primary_key=True),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("files.sha256"), primary_key=True),
+    sa.Column("new", sa.Boolean, nullable=False),  # first trained on in this version
+    sa.Column("recorded_at", sa.Float, nullable=False),
 )
 
 
@@ -375,6 +388,82 @@ class Ledger:
         if result.rowcount != 1:
             raise ClaimLost(f"file {sha256[:12]} is no longer claimed by run {run_id}")
 
+    # -- lineage and retraction -----------------------------------------------------------
+    def record_lineage(self, version: str, files: dict[str, bool]) -> None:
+        """Version `version` was trained on these files (sha256 -> first time or not)."""
+        now = self._clock()
+        with self.engine.begin() as conn:
+            conn.execute(lineage_table.delete().where(lineage_table.c.version == version))
+            if files:
+                conn.execute(
+                    lineage_table.insert(),
+                    [
+                        {"version": version, "sha256": sha, "new": new, "recorded_at": now}
+                        for sha, new in files.items()
+                    ],
+                )
+
+    def versions_using(self, sha256: str) -> list[str]:
+        """Model versions trained on this content, oldest first."""
+        with self.engine.connect() as conn:
+            versions = conn.execute(
+                sa.select(lineage_table.c.version).where(lineage_table.c.sha256 == sha256)
+            ).scalars()
+            return sorted(versions, key=int)
+
+    def files_of_version(self, version: str) -> list[tuple[FileRecord, bool]]:
+        """The files behind a version, with whether the version was their first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(files_table, lineage_table.c.new)
+                .join(lineage_table, lineage_table.c.sha256 == files_table.c.sha256)
+                .where(lineage_table.c.version == version)
+                .order_by(files_table.c.detected_at)
+            ).all()
+        return [(_file(row), bool(row.new)) for row in rows]
+
+    def versions_without(self, shas: set[str]) -> list[str]:
+        """Versions none of whose files is in `shas`."""
+        with self.engine.connect() as conn:
+            versions = conn.execute(sa.select(lineage_table.c.version).distinct()).scalars()
+            all_versions = set(versions)
+            tainted = set(
+                conn.execute(
+                    sa.select(lineage_table.c.version).where(lineage_table.c.sha256.in_(shas))
+                ).scalars()
+            )
+        return sorted(all_versions - tainted, key=int)
+
+    def retract(self, sha256: str, reason: str) -> bool:
+        """Mark a trained file bad: later retrains leave it out. False if it was not trained."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256 == sha256, files_table.c.state == TRAINED)
+                .values(state=RETRACTED, reason=reason, finished_at=self._clock())
+            )
+        return result.rowcount == 1
+
+    def find(self, name_or_sha: str) -> FileRecord | None:
+        """A file by sha256 (or a unique prefix of 8+ characters) or by any name it came as."""
+        with self.engine.connect() as conn:
+            if len(name_or_sha) >= 8:
+                rows = conn.execute(
+                    sa.select(files_table).where(files_table.c.sha256.startswith(name_or_sha))
+                ).all()
+                if len(rows) == 1:
+                    return _file(rows[0])
+            shas = (
+                conn.execute(
+                    sa.select(arrivals_table.c.sha256)
+                    .where(arrivals_table.c.name == name_or_sha)
+                    .order_by(arrivals_table.c.id.desc())
+                )
+                .scalars()
+                .first()
+            )
+        return self.get(shas) if shas else None
+
     # -- reading --------------------------------------------------------------------------
     def get(self, sha256: str) -> FileRecord | None:
         with self.engine.connect() as conn:
@@ -411,6 +500,7 @@ class Ledger:
             "trained": by_state.get(TRAINED, 0),
             "rejected": by_state.get(REJECTED, 0),
             "duplicate": duplicates,
+            "retracted": by_state.get(RETRACTED, 0),
         }
 
 

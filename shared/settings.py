@@ -119,9 +119,25 @@ class ModelSettings(_Strict):
     random_state: int = 42
 
 
+class TrainingSettings(_Strict):
+    """How much accepted data a retrain reads, so its cost stays bounded as data grows."""
+
+    policy: Literal["all", "window", "sample"] = "all"  # window: newest rows; sample: seeded
+    max_rows: Annotated[int, Field(ge=1)] = 200_000  # for window and sample
+    seed: int = 0
+
+
+Metric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
+
+
 class PromotionSettings(_Strict):
-    metric: Literal["roc_auc", "accuracy", "f1_macro", "log_loss"] = "roc_auc"
+    """Champion/challenger on the fixed holdout: see `consumer.training.decide`."""
+
+    metric: Metric = "roc_auc"
     min_improvement: Annotated[float, Field(ge=0)] = 0.0
+    floor: float | None = 0.5  # never promote a model whose metric is worse than this
+    guard_metric: Metric | None = None  # a second metric that must not regress...
+    guard_tolerance: Annotated[float, Field(ge=0)] = 0.0  # ...by more than this
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -175,6 +191,11 @@ class Paths(BaseModel):
         return self.data / "archive"
 
     @property
+    def accepted(self) -> Path:
+        """Typed copies (Parquet) of accepted files: what a retrain reads."""
+        return self.data / "accepted"
+
+    @property
     def quarantine(self) -> Path:
         return self.data / "quarantine"
 
@@ -223,6 +244,7 @@ class Paths(BaseModel):
         for folder in (
             self.inbox,
             self.archive,
+            self.accepted,
             self.quarantine,
             self.prefect_home,
             self.mlflow,
@@ -239,6 +261,7 @@ class Settings(_Strict):
     holdout: HoldoutSettings = HoldoutSettings()
     automation: AutomationSettings = AutomationSettings()
     model: ModelSettings
+    training: TrainingSettings = TrainingSettings()
     promotion: PromotionSettings = PromotionSettings()
     services: ServiceSettings = ServiceSettings()
     sensor: SensorSettings = SensorSettings()

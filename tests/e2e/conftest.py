@@ -72,9 +72,9 @@ class RunningStack:
         response.raise_for_status()
         return response
 
-    def mlflow(self, path: str, **params) -> httpx.Response:
+    def mlflow(self, endpoint: str, **params) -> httpx.Response:
         return httpx.get(
-            f"{self.settings.mlflow_url}/api/2.0/mlflow{path}", params=params, timeout=10
+            f"{self.settings.mlflow_url}/api/2.0/mlflow{endpoint}", params=params, timeout=10
         )
 
     def events(self, name: str, resource_id: str | None = None) -> list[dict]:

@@ -223,6 +223,7 @@ def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
         "trained": 0,
         "rejected": 0,
         "duplicate": 1,
+        "retracted": 0,
     }
 
     clock.advance(3)
@@ -234,6 +235,7 @@ def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
         "trained": 2,
         "rejected": 1,
         "duplicate": 1,
+        "retracted": 0,
     }
 
     rejected = ledger.get(bad)

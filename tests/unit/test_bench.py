@@ -1,0 +1,121 @@
+"""The benchmark's pure helpers: percentiles, table rendering, synthetic rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arrivals.bench import (
+    float_columns_of,
+    percentile,
+    render_table,
+    summarize,
+    synthetic_rows,
+    typed_frame,
+)
+from shared.dataset import training_pool
+from shared.settings import Settings
+
+# -- percentiles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [0, 5, 25, 50, 73.5, 95, 99, 100])
+@pytest.mark.parametrize("n", [1, 2, 7, 20])
+def test_percentile_matches_numpy_linear(q: float, n: int) -> None:
+    values = list(np.random.default_rng(n).exponential(3.0, size=n))
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_interpolates_between_ranks_and_ignores_input_order() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert percentile([10.0, 0.0], 95) == pytest.approx(9.5)
+    assert percentile([7.0], 95) == 7.0
+
+
+def test_percentile_of_nothing_is_none_and_q_is_checked() -> None:
+    assert percentile([], 50) is None
+    with pytest.raises(ValueError, match="outside"):
+        percentile([1.0], 101)
+
+
+def test_summarize_skips_unmeasured_values() -> None:
+    summary = summarize([3.0, None, 1.0, 2.0, None])
+    assert summary == {"n": 3, "p50": 2.0, "p95": pytest.approx(2.9), "max": 3.0}
+    assert summarize([None]) == {"n": 0, "p50": None, "p95": None, "max": None}
+
+
+# -- table rendering ---------------------------------------------------------------------------
+
+
+def test_render_table_is_aligned_markdown() -> None:
+    table = render_table(["stage", "p50"], [["detected", "0.05"], ["Running", 12.5]])
+    assert table.splitlines() == [
+        "| stage    |  p50 |",
+        "|----------|-----:|",
+        "| detected | 0.05 |",
+        "| Running  | 12.5 |",
+    ]
+
+
+def test_render_table_lines_have_equal_width_with_wide_cells() -> None:
+    lines = render_table(["a", "b", "c"], [["x" * 30, "—", 1], ["y", "z", 123456]]).splitlines()
+    assert len({len(line) for line in lines}) == 1
+    assert lines[1].count("|") == 4 and lines[1].endswith(":|")
+
+
+def test_render_table_refuses_ragged_rows() -> None:
+    with pytest.raises(ValueError, match="one cell per header"):
+        render_table(["a", "b"], [["only one"]])
+
+
+# -- synthetic rows ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pool(settings: Settings) -> pd.DataFrame:
+    return training_pool(settings.dataset, settings.holdout)
+
+
+def test_synthetic_rows_resample_the_pool_with_small_float_jitter(
+    settings: Settings, pool: pd.DataFrame
+) -> None:
+    floats = float_columns_of(settings.dataset.columns)
+    assert floats == ["total_bill", "tip"]
+    rows = synthetic_rows(pool, 500, np.random.default_rng(1), floats)
+    assert len(rows) == 500 and list(rows.columns) == list(pool.columns)
+    for column in pool.columns:
+        if column in floats:
+            assert (rows[column] > 0).all(), "jitter never changes the sign"
+            assert rows[column].min() >= pool[column].min() * 0.5
+            assert rows[column].max() <= pool[column].max() * 1.5
+            assert (rows[column].round(2) == rows[column]).all()
+        else:
+            assert set(rows[column]) <= set(pool[column]), f"{column} copied from the pool"
+    assert not rows[floats].isin(pool[floats].to_dict("list")).all(axis=None), "floats jittered"
+
+
+def test_synthetic_rows_depend_only_on_the_seed(settings: Settings, pool: pd.DataFrame) -> None:
+    floats = float_columns_of(settings.dataset.columns)
+    first = synthetic_rows(pool, 20, np.random.default_rng(7), floats)
+    again = synthetic_rows(pool, 20, np.random.default_rng(7), floats)
+    other = synthetic_rows(pool, 20, np.random.default_rng(8), floats)
+    pd.testing.assert_frame_equal(first, again)
+    assert not first.equals(other)
+    assert first.to_csv(index=False) != other.to_csv(index=False), "distinct file content"
+
+
+def test_synthetic_rows_are_valid_data_with_the_validators_types(
+    settings: Settings, pool: pd.DataFrame, tmp_path
+) -> None:
+    from consumer.validate import validate_csv
+
+    columns = settings.dataset.columns
+    rows = synthetic_rows(pool, 50, np.random.default_rng(3), float_columns_of(columns))
+    path = tmp_path / "synthetic.csv"
+    rows.to_csv(path, index=False)
+    validated = validate_csv(path, settings.dataset)  # raises Rejected if a value is invalid
+    typed = typed_frame(rows, columns)
+    assert list(typed.columns) == list(columns)
+    assert dict(typed.dtypes) == dict(validated.dtypes)
+    pd.testing.assert_frame_equal(typed, validated)
