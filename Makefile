@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: help install up up-detach down status test test-unit test-e2e lint format run-manual clean
+.PHONY: help install up up-detach down status test test-scale test-unit bench lint format run-manual clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ install: .venv/.installed ## Create .venv with everything from uv.lock (bootstra
 # from source again (measured: 5.8 s -> 3.0 s per flow-run process here).
 .venv/.installed: uv.lock pyproject.toml
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet --compile-bytecode
+	@$(UV) sync --frozen --quiet --compile-bytecode --all-extras
 	@touch $@
 
 up: install ## Run the whole stack in the foreground (Ctrl-C stops it)
@@ -40,11 +40,19 @@ run-manual: install ## Produce batch N now through the producer deployment: make
 	@test -n "$(BATCH)" || { echo "usage: make run-manual BATCH=N"; exit 2; }
 	$(BIN)/arrivals drop --batch $(BATCH)
 
-test: install ## Unit, flow and end-to-end tests (real Prefect, MLflow, worker, sensor)
-	$(BIN)/pytest
+test: install ## Unit and end-to-end tests (real Prefect, MLflow, worker, sensor)
+	$(BIN)/pytest -m "not scale"
+
+test-scale: install ## The scale profile on PostgreSQL + Redis (127.0.0.1:5432, :6379)
+	$(BIN)/pytest -m scale -v tests/scale
 
 test-unit: install ## Only the tests that start no services
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not scale"
+
+# Fresh stacks in temporary homes on free ports, always stopped. Tables on stdout, JSON in
+# bench/results/ (git-ignored); `.venv/bin/python -m arrivals.bench --help` lists the options.
+bench: install ## Measure drop latency, bursts, retrain cost (~20 min; ARGS="--parts latency")
+	$(BIN)/python -m arrivals.bench $(ARGS)
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import numpy as np
@@ -44,6 +44,9 @@ import pandas as pd
 import yaml
 
 from shared.settings import DEFAULT_CONFIG, PROJECT_ROOT, ColumnSpec, Settings, load_settings
+
+if TYPE_CHECKING:
+    from shared.ledger import FileRecord, Ledger
 
 log = logging.getLogger("arrivals.bench")
 T = TypeVar("T")
@@ -347,12 +350,12 @@ class BenchStack:
         )
         self.http = httpx.Client(timeout=10.0)
         self._ledger_class = Ledger
-        self._ledger = None
+        self._ledger: Ledger | None = None
         self.up_seconds: float | None = None
         self.since = _iso(time.time() - 60)
 
     @property
-    def ledger(self):
+    def ledger(self) -> Ledger:
         """The home's ledger (opened once the stack created it)."""
         if self._ledger is None:
             self._ledger = self._ledger_class(self.settings.ledger_url)
@@ -453,6 +456,36 @@ class BenchStack:
         found = self.prefect("POST", "/events/filter", json=body)["events"]
         return min((_epoch(e["received"]) for e in found), default=None)
 
+    def event_total(self, name: str, since: float) -> int:
+        """How many events `name` Prefect received that occurred after `since` (epoch seconds)."""
+        body = {
+            "filter": {"event": {"name": [name]}, "occurred": {"since": _iso(since)}},
+            "limit": 1,
+        }
+        return int(self.prefect("POST", "/events/filter", json=body)["total"])
+
+    def automation_backlog(self, since: float) -> int:
+        """Automation firings since `since` whose run-deployment action has not run yet."""
+        fired = self.event_total("prefect.automation.triggered", since)
+        acted = self.event_total("prefect.automation.action.executed", since)
+        return fired - acted - self.event_total("prefect.automation.action.failed", since)
+
+    def wait_settled(self, since: float, timeout: float) -> bool:
+        """Until every automation firing since `since` acted and no retrain run is active."""
+        try:
+            wait_for(
+                lambda: (
+                    self.automation_backlog(since) <= 0 and self.count_runs(ACTIVE_RUN_STATES) == 0
+                ),
+                timeout,
+                "the automation's run-deployment backlog to drain",
+                every=1.0,
+            )
+        except BenchError as error:
+            log.warning("%s", error)
+            return False
+        return True
+
     def version_created(self, version: str) -> float | None:
         """MLflow's creation time of a version of the model, in epoch seconds."""
         response = self.http.get(
@@ -486,10 +519,10 @@ class BenchStack:
             f"flow run {run_id} to end",
         )
 
-    def wait_terminal(self, sha256: str, timeout: float):
+    def wait_terminal(self, sha256: str, timeout: float) -> FileRecord:
         """The ledger row of `sha256` once it is trained or rejected."""
 
-        def terminal():
+        def terminal() -> FileRecord | None:
             record = self.ledger.get(sha256)
             return record if record is not None and record.state in TERMINAL_FILE_STATES else None
 
@@ -536,7 +569,7 @@ def place_file(data: bytes, inbox: Path, name: str, staging: Path | None = None)
     return time.time()
 
 
-def drop_timestamps(stack: BenchStack, record, run: dict) -> dict[str, float | None]:
+def drop_timestamps(stack: BenchStack, record: FileRecord, run: dict) -> dict[str, float | None]:
     """Every stage of one file, as each system recorded it (epoch seconds)."""
     from shared.events import FILE_ARRIVED, file_resource_id
 
@@ -583,8 +616,12 @@ def measure_drops(
         run = stack.wait_run_ended(record.claimed_by, timeout)
         stamps = drop_timestamps(stack, record, run)
         offsets = {k: (v - complete if v is not None else None) for k, v in stamps.items()}
-        inside = run_breakdown(
-            stamps["running"], stamps["run_completed"], stack.task_spans(record.claimed_by)
+        inside = (
+            run_breakdown(
+                stamps["running"], stamps["run_completed"], stack.task_spans(record.claimed_by)
+            )
+            if stamps["running"] is not None and stamps["run_completed"] is not None
+            else {}
         )
         measured.append(
             {
@@ -630,9 +667,19 @@ def measure_drops(
 
 # -- part 2: bursts ----------------------------------------------------------------------------
 def measure_burst(
-    stack: BenchStack, size: int, rng: np.random.Generator, *, timeout: float
+    stack: BenchStack,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    timeout: float,
+    settle_timeout: float,
 ) -> dict[str, Any]:
-    """`size` distinct files copied into the inbox by one `cp`; until all are terminal."""
+    """`size` distinct files copied into the inbox by one `cp`; until all are terminal.
+
+    Then until the automation has acted on every arrival event (one run-deployment per
+    event, most of them cancelled by the single-flight limit), so the next burst starts
+    on a quiet server; that backlog is reported too.
+    """
     from shared.dataset import training_pool
 
     s = stack.settings
@@ -655,7 +702,7 @@ def measure_burst(
     subprocess.run(["cp", *map(str, paths), str(s.dirs.inbox)], check=True, timeout=300)
     copied = time.time()
 
-    def files():
+    def files() -> dict[str, FileRecord]:
         return {r.sha256: r for r in stack.ledger.files() if r.sha256 in shas}
 
     def all_terminal() -> bool:
@@ -679,16 +726,38 @@ def measure_burst(
         log.warning(
             "Burst of %d: %d file(s) not terminal after %.0f s: %s", size, lost, timeout, states
         )
-    with contextlib.suppress(BenchError):
-        stack.wait_idle(timeout=120)
     versions = {r.model_version for r in terminal if r.model_version}
+    duplicated = duplicated_names(names, stack.version_files())
+    all_terminal_seconds = (
+        max(r.finished_at for r in terminal) - started if terminal and not lost else None
+    )
+    log.info(
+        "Burst of %d: all terminal in %s s, %d training(s), %d lost, %d duplicated",
+        size,
+        fmt(all_terminal_seconds),
+        len(versions),
+        lost,
+        len(duplicated),
+    )
+    runs_when_terminal = stack.count_runs(after=started - 1)
+    log.info("Burst of %d: waiting for the automation to act on every arrival event", size)
+    settled = stack.wait_settled(started - 1, timeout=settle_timeout)
+    last_created = stack.prefect(
+        "POST",
+        "/flow_runs/filter",
+        json={
+            "flows": {"name": {"any_": [RETRAIN_FLOW]}},
+            "flow_runs": {"expected_start_time": {"after_": _iso(started - 1)}},
+            "sort": "EXPECTED_START_TIME_DESC",
+            "limit": 1,
+        },
+    )
     runs = {r.claimed_by for r in terminal if r.claimed_by}
     run_seconds = []
     for run_id in sorted(runs):
         run = stack.flow_run(run_id)
         if run.get("start_time") and run.get("end_time"):
             run_seconds.append(_epoch(run["end_time"]) - _epoch(run["start_time"]))
-    duplicated = duplicated_names(names, stack.version_files())
 
     def latest(attribute: str) -> float | None:
         values = [getattr(r, attribute) for r in records.values() if getattr(r, attribute)]
@@ -699,7 +768,7 @@ def measure_burst(
         "cp_seconds": copied - started,
         "all_detected_seconds": latest("detected_at"),
         "all_announced_seconds": latest("announced_at"),
-        "all_terminal_seconds": latest("finished_at") if not lost else None,
+        "all_terminal_seconds": all_terminal_seconds,
         "observed_seconds": observed,
         "trainings": len(versions),
         "trained_without_version": sum(
@@ -711,18 +780,16 @@ def measure_burst(
         "duplicated_names": duplicated[:20],
         "runs_that_trained": len(runs),
         "run_seconds": run_seconds,
+        "flow_runs_created_when_terminal": runs_when_terminal,
         "flow_runs_created": stack.count_runs(after=started - 1),
+        "automation_settled": settled,
+        "last_run_created_seconds": (
+            _epoch(last_created[0]["created"]) - started if last_created else None
+        ),
+        "automation_triggers": stack.event_total("prefect.automation.triggered", started - 1),
         "flow_runs_completed": stack.count_runs(["COMPLETED"], after=started - 1),
         "flow_runs_cancelled": stack.count_runs(["CANCELLED"], after=started - 1),
     }
-    log.info(
-        "Burst of %d: all terminal in %s s, %d training(s), %d lost, %d duplicated",
-        size,
-        fmt(result["all_terminal_seconds"]),
-        result["trainings"],
-        lost,
-        len(duplicated),
-    )
     return result
 
 
@@ -853,7 +920,7 @@ def retrain_child(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _new_record(rows: int):
+def _new_record(rows: int) -> FileRecord:
     """A claimed ledger record for the new 1,000-row file (train() never writes it back)."""
     from shared.ledger import CLAIMED, FileRecord
 
@@ -1089,6 +1156,7 @@ def render_bursts(bursts: list[dict[str, Any]]) -> str:
                 fmt(b["duplicated"]),
                 fmt(b["rejected"]),
                 " / ".join(str(b[f"flow_runs_{k}"]) for k in ("created", "completed", "cancelled")),
+                fmt(b["last_run_created_seconds"]) + ("" if b["automation_settled"] else "+"),
                 describe_target(target),
                 verdict(meets(b, target)),
             ]
@@ -1104,10 +1172,11 @@ def render_bursts(bursts: list[dict[str, Any]]) -> str:
         "dup",
         "rejected",
         "flow runs created / completed / cancelled",
+        "last run created",
         "target",
         "met",
     ]
-    table = render_table(headers, rows, left=(0, 10))
+    table = render_table(headers, rows, left=(0, 11))
     return "\n".join(["## Bursts (seconds after cp started)", "", table, ""])
 
 
@@ -1227,6 +1296,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--burst-timeout", type=float, default=300, help="seconds before a burst file counts lost"
     )
     parser.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=300,
+        help="seconds to wait after a burst for the automation to act on every event",
+    )
+    parser.add_argument(
         "--drop-timeout", type=float, default=180, help="seconds one drop may take to be terminal"
     )
     parser.add_argument(
@@ -1309,7 +1384,13 @@ def run(args: argparse.Namespace) -> int:
                             "burst",
                             report,
                             lambda: [
-                                measure_burst(stack, size, rng, timeout=args.burst_timeout)
+                                measure_burst(
+                                    stack,
+                                    size,
+                                    rng,
+                                    timeout=args.burst_timeout,
+                                    settle_timeout=args.settle_timeout,
+                                )
                                 for size in args.bursts
                             ],
                         )

@@ -1,4 +1,4 @@
-"""The `arrivals` command: up, down, status, drop, release, lineage, retract, retrain."""
+"""The `arrivals` command: up, down, status, events, drop, release, lineage, retract, retrain."""
 
 from __future__ import annotations
 
@@ -44,26 +44,89 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _follow(settings: Settings, stack) -> int:
-    """Show the sensor's and the worker's logs until Ctrl-C, then stop everything."""
-    log.info("Following the sensor and worker logs; Ctrl-C stops the stack.")
-    handles = {}
-    for name in ("sensor", "worker"):
-        handle = (settings.dirs.logs / f"{name}.log").open("r", errors="replace")
-        handle.seek(0, os.SEEK_END)
-        handles[name] = handle
+    """Show arrivals, retrains and promotions (and log warnings) until Ctrl-C, then stop."""
+    from arrivals.events_feed import EventFeed, FeedUnavailable, LogAlerts, event_names
+
+    log.info("Live feed of arrivals, retrains and promotions; Ctrl-C stops the stack.")
+    feed = EventFeed(settings.prefect_api_url, event_names(runs=True))
+    alerts = None
+    unreachable = False
     try:
+        # Warnings and errors of the sensor and the worker (retrain runs log there too).
+        alerts = LogAlerts(settings.dirs.logs / f"{name}.log" for name in ("sensor", "worker"))
+        backlog = True
         while True:
-            for name, handle in handles.items():
-                for line in handle.readlines():
-                    sys.stdout.write(f"{name:>6} | {line}")
+            try:
+                fresh = feed.recent(5) if backlog else feed.poll()
+            except FeedUnavailable as error:
+                if not unreachable:
+                    log.warning("%s; retrying (the sensor keeps every file meanwhile)", error)
+                unreachable = True
+            else:
+                if unreachable:
+                    log.info("Prefect API reachable again")
+                unreachable, backlog = False, False
+                _write_events(settings, fresh)
+            for name, line in alerts.read():
+                sys.stdout.write(f"{'':8} {name:<10} | {line}\n")
             sys.stdout.flush()
-            time.sleep(0.5)
+            time.sleep(1.0)
     except KeyboardInterrupt:
         log.info("Stopping…")
     finally:
-        for handle in handles.values():
-            handle.close()
+        if alerts is not None:
+            alerts.close()
+        feed.close()
         stack.down()
+    return 0
+
+
+def _write_events(settings: Settings, events: list[dict]) -> None:
+    from arrivals.events_feed import format_event
+
+    for event in events:
+        sys.stdout.write(format_event(event, metric=settings.promotion.metric) + "\n")
+
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    """The project's events from Prefect, one line each; --follow keeps printing new ones."""
+    from arrivals.events_feed import EventFeed, FeedUnavailable, event_names
+
+    feed = EventFeed(
+        settings.prefect_api_url, event_names(heartbeats=args.heartbeats, runs=args.runs)
+    )
+
+    def write(events: list[dict]) -> None:
+        if args.json:
+            for event in events:
+                sys.stdout.write(json.dumps(event) + "\n")
+        else:
+            _write_events(settings, events)
+        sys.stdout.flush()
+
+    try:
+        try:
+            write(feed.recent(args.limit))
+        except FeedUnavailable as error:
+            log.error("%s (is the stack up? `arrivals up --detach`)", error)
+            return 1
+        unreachable = False
+        while args.follow:
+            time.sleep(args.every)
+            try:
+                write(feed.poll())
+            except FeedUnavailable as error:
+                if not unreachable:
+                    log.warning("%s; retrying", error)
+                unreachable = True
+            else:
+                if unreachable:
+                    log.info("Prefect API reachable again")
+                unreachable = False
+    except KeyboardInterrupt:
+        pass
+    finally:
+        feed.close()
     return 0
 
 
@@ -78,7 +141,7 @@ def cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from arrivals.status import collect_status, render_status
 
-    status = collect_status(settings)
+    status = collect_status(settings, recent=args.recent)
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2) + "\n")
     else:
@@ -252,6 +315,13 @@ def _run_producer(settings: Settings, batch: int) -> int:
     return 0 if state is not None and state.is_completed() else 1
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arrivals", description=__doc__)
     parser.add_argument("--config", help="params.yaml to use (default: ARRIVALS_CONFIG)")
@@ -262,9 +332,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop every service this home started").set_defaults(
         handler=cmd_down
     )
-    status = sub.add_parser("status", help="services, files and champion")
+    status = sub.add_parser("status", help="services, files, recent arrivals and champion")
     status.add_argument("--json", action="store_true")
+    status.add_argument(
+        "-n", "--recent", type=_count, default=10, help="arrivals to list (default 10)"
+    )
     status.set_defaults(handler=cmd_status)
+    events = sub.add_parser("events", help="the project's events from Prefect, one line each")
+    events.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    events.add_argument(
+        "-n", "--limit", type=_count, default=20, help="recent events first (default 20)"
+    )
+    events.add_argument("--heartbeats", action="store_true", help="include sensor heartbeats")
+    events.add_argument("--runs", action="store_true", help="include flow-run state changes")
+    events.add_argument("--json", action="store_true", help="one JSON event per line")
+    events.add_argument("--every", type=float, default=1.0, help=argparse.SUPPRESS)
+    events.set_defaults(handler=cmd_events)
     drop = sub.add_parser("drop", help="copy a CSV into the inbox, or produce batch N now")
     target = drop.add_mutually_exclusive_group(required=True)
     target.add_argument("file", nargs="?", help="a CSV to copy into the inbox atomically")

@@ -24,7 +24,6 @@ import httpx
 from shared.settings import Settings
 
 log = logging.getLogger("arrivals.stack")
-SERVICES = ("prefect", "mlflow", "worker", "sensor")
 SENSOR_ALIVE_SECONDS = 15  # the sensor touches its alive file every pass (~0.1 s)
 
 
@@ -99,6 +98,24 @@ class Stack:
         log.info("Started %s (pid %d), log: %s", name, process.pid, log_path)
         return process.pid
 
+    # -- which services ---------------------------------------------------------------------
+    def service_names(self) -> list[str]:
+        """Every service of this profile, in start order (the contract's four always exist)."""
+        s = self.settings
+        names = ["prefect"] + [f"prefect-{i + 1}" for i in range(1, len(s.prefect_ports))]
+        if s.scaled:
+            names.append("prefect-services")
+        names.append("mlflow")
+        workers = s.scale.workers if s.scaled else 1
+        names += ["worker"] + [f"worker-{i + 1}" for i in range(1, workers)]
+        return [*names, "sensor"]
+
+    @staticmethod
+    def _index(name: str) -> int:
+        """0 for `prefect`/`worker`, 1 for `prefect-2`/`worker-2`, ..."""
+        tail = name.rsplit("-", 1)[-1]
+        return int(tail) - 1 if tail.isdigit() else 0
+
     # -- health ---------------------------------------------------------------------------
     def _get_ok(self, url: str) -> bool:
         try:
@@ -109,9 +126,10 @@ class Stack:
     def status(self, name: str) -> ServiceStatus:
         pid = self.pid(name)
         s = self.settings
-        if name == "prefect":
-            healthy = pid is not None and self._get_ok(f"{s.prefect_api_url}/health")
-            return ServiceStatus(name, pid, healthy, s.prefect_ui_url)
+        if name.startswith("prefect") and name != "prefect-services":
+            api = s.prefect_api_url_of(self._index(name))
+            healthy = pid is not None and self._get_ok(f"{api}/health")
+            return ServiceStatus(name, pid, healthy, api.removesuffix("/api"))
         if name == "mlflow":
             healthy = pid is not None and self._get_ok(f"{s.mlflow_url}/health")
             return ServiceStatus(name, pid, healthy, s.mlflow_url)
@@ -123,9 +141,11 @@ class Stack:
             except (FileNotFoundError, ValueError):
                 fresh = False
             return ServiceStatus(name, pid, pid is not None and fresh)
-        return ServiceStatus(name, pid, pid is not None and self._worker_polling())
+        if name == "prefect-services":
+            return ServiceStatus(name, pid, pid is not None)
+        return ServiceStatus(name, pid, pid is not None and self._worker_polling(name))
 
-    def _worker_polling(self) -> bool:
+    def _worker_polling(self, name: str) -> bool:
         """The worker process is up and has registered itself with the pool."""
         url = f"{self.settings.prefect_api_url}/work_pools/{self.settings.services.work_pool}"
         try:
@@ -133,74 +153,83 @@ class Stack:
         except httpx.HTTPError:
             return False
         return response.status_code == 200 and any(
-            w["name"] == self._worker_name() and w.get("status") == "ONLINE"
+            w["name"] == self._worker_name(name) and w.get("status") == "ONLINE"
             for w in response.json()
         )
 
-    def _worker_name(self) -> str:
-        return f"arrivals-{socket.gethostname()}-{self.settings.services.prefect_port}"
+    def _worker_name(self, name: str = "worker") -> str:
+        suffix = "" if name == "worker" else f"-{self._index(name) + 1}"
+        return f"arrivals-{socket.gethostname()}-{self.settings.services.prefect_port}{suffix}"
 
     def statuses(self) -> dict[str, ServiceStatus]:
-        return {name: self.status(name) for name in SERVICES}
+        return {name: self.status(name) for name in self.service_names()}
 
     # -- starting -------------------------------------------------------------------------
     def _check_port_free(self, name: str, port: int) -> None:
         if port_in_use(self.settings.services.host, port):
             raise StackError(
                 f"{name}: port {port} is in use by another program; stop it or pick another "
-                f"port (ARRIVALS_{name.upper()}_PORT)"
+                f"port (ARRIVALS_{name.split('-')[0].upper()}_PORT)"
             )
 
-    def start_prefect(self) -> None:
-        s = self.settings.services
-        self._check_port_free("prefect", s.prefect_port)
-        self._spawn(
-            "prefect",
-            [_bin("prefect"), "server", "start", "--host", s.host, "--port", str(s.prefect_port)],
-        )
+    def _env_for(self, replica: int) -> dict[str, str]:
+        """A client's environment, pointed at one API replica (spreads the load)."""
+        return {**self.env, "PREFECT_API_URL": self.settings.prefect_api_url_of(replica)}
 
-    def start_mlflow(self) -> None:
-        s = self.settings.services
-        self._check_port_free("mlflow", s.mlflow_port)
-        self._spawn(
-            "mlflow",
-            [
-                sys.executable,
-                "-m",
-                "arrivals.mlflow_server",
-                str(self.dirs.mlflow / "mlflow.db"),
-                "--",
-                "--host",
-                s.host,
-                "--port",
-                str(s.mlflow_port),
-                "--artifacts-destination",
-                str(self.dirs.mlflow / "artifacts"),
-                "--workers",
-                "1",
-            ],
-            env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        )
-
-    def start_worker(self) -> None:
-        self._spawn(
-            "worker",
-            [
+    def start(self, name: str) -> None:
+        s = self.settings
+        host = s.services.host
+        if name.startswith("prefect") and name != "prefect-services":
+            port = s.prefect_ports[self._index(name)]
+            self._check_port_free(name, port)
+            argv = [_bin("prefect"), "server", "start", "--host", host, "--port", str(port)]
+            if s.scaled:
+                argv.append("--no-services")  # the services run once, in prefect-services
+            self._spawn(name, argv)
+        elif name == "prefect-services":
+            self._spawn(name, [_bin("prefect"), "server", "services", "start"])
+        elif name == "mlflow":
+            self._check_port_free("mlflow", s.services.mlflow_port)
+            self._spawn(
+                "mlflow",
+                [
+                    sys.executable,
+                    "-m",
+                    "arrivals.mlflow_server",
+                    s.mlflow_backend_uri,
+                    "--",
+                    "--host",
+                    host,
+                    "--port",
+                    str(s.services.mlflow_port),
+                    "--artifacts-destination",
+                    str(s.mlflow_artifacts),
+                    "--workers",
+                    "1",
+                ],
+                env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            )
+        elif name.startswith("worker"):
+            argv = [
                 _bin("prefect"),
                 "worker",
                 "start",
                 "--pool",
-                self.settings.services.work_pool,
+                s.services.work_pool,
                 "--type",
                 "process",
                 "--name",
-                self._worker_name(),
-            ],
-        )
-
-    def start_sensor(self) -> None:
-        (self.dirs.run / "sensor.alive").unlink(missing_ok=True)
-        self._spawn("sensor", [sys.executable, "-m", "automations.sensor"])
+                self._worker_name(name),
+            ]
+            self._spawn(name, argv, env=self._env_for(self._index(name)))
+        elif name == "sensor":
+            (self.dirs.run / "sensor.alive").unlink(missing_ok=True)
+            # The last replica: in the scale profile, events enter through another API server
+            # than the one the deployments were applied to, and Redis carries them across.
+            replica = len(s.prefect_ports) - 1
+            self._spawn(
+                "sensor", [sys.executable, "-m", "automations.sensor"], env=self._env_for(replica)
+            )
 
     def _wait(self, names: list[str], deadline: float) -> None:
         pending = list(names)
@@ -221,36 +250,66 @@ class Stack:
             if pending:
                 time.sleep(0.25)
 
+    def _prepare_scale(self) -> None:
+        """Create the PostgreSQL databases if missing, migrate Prefect once, create the ledger."""
+        from arrivals.scale import ensure_databases
+
+        scale = self.settings.scale
+        ensure_databases(
+            scale.postgres_url,
+            [scale.prefect_database, scale.mlflow_database, scale.ledger_database],
+        )
+        if any(self.pid(n) for n in self.service_names() if n.startswith("prefect")):
+            return  # the servers run: the schema is there
+        result = subprocess.run(
+            [_bin("prefect"), "server", "database", "upgrade", "-y"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            cwd=self.dirs.home,
+        )
+        if result.returncode != 0:
+            raise StackError(f"prefect database upgrade failed: {result.stderr[-500:]}")
+
     def up(self, apply: Callable[[Settings], None]) -> dict[str, ServiceStatus]:
         """Start whatever is not running, apply deployments/automations, wait until healthy."""
         from shared.dataset import ensure_holdout
+        from shared.ledger import Ledger
 
         s = self.settings
         self.dirs.ensure()
         ensure_holdout(s.dataset, s.holdout, self.dirs.holdout)
+        if s.scaled:
+            self._prepare_scale()
+        Ledger(s.ledger_url).close()  # create the schema once, before its writers start
         deadline = time.monotonic() + s.services.startup_timeout_seconds
-        starters = {
-            "prefect": self.start_prefect,
-            "mlflow": self.start_mlflow,
-            "worker": self.start_worker,
-            "sensor": self.start_sensor,
-        }
-        for name in ("prefect", "mlflow"):  # the slow ones start first, side by side
+        names = self.service_names()
+        servers = [n for n in names if n.startswith("prefect") or n == "mlflow"]
+        # The first API server alone first: at startup it registers block types, and two
+        # replicas doing it at once collide on PostgreSQL. MLflow (slow) starts beside it.
+        for name in ("prefect", "mlflow"):
             if self.pid(name) is None:
-                starters[name]()
+                self.start(name)
         self._wait(["prefect"], deadline)
-        apply(s)
-        for name in ("worker", "sensor"):
+        for name in servers:
             if self.pid(name) is None:
-                starters[name]()
-        self._wait(list(SERVICES), deadline)
+                self.start(name)
+        self._wait([n for n in servers if n.startswith("prefect")], deadline)
+        apply(s)
+        for name in names:
+            if name not in servers and self.pid(name) is None:
+                self.start(name)
+        self._wait(names, deadline)
         return self.statuses()
 
     # -- stopping -------------------------------------------------------------------------
     def down(self, timeout: float = 20.0) -> list[str]:
         """Stop every service this home started (process groups), the consumers first."""
         stopped = []
-        for name in reversed(SERVICES):
+        known = self.service_names()
+        # Pid files of another profile's services (a home switched profiles) count too.
+        extra = sorted(p.stem for p in self.dirs.run.glob("*.pid") if p.stem not in known)
+        for name in [*reversed(known), *extra]:
             pid = self.pid(name)
             if pid is not None:
                 _stop_group(pid, timeout)

@@ -1,15 +1,42 @@
-"""`arrivals status`: services, file counts and the champion, also when services are down."""
+"""`arrivals status`: services, files, recent arrivals, champion; also when services are down.
+
+`collect_status` gathers the facts (the operator contract's JSON object, extended with
+`recent`, `oldest_pending_age_seconds`, `primary_metric` and `logs`); `render_status` is
+pure and turns that object into the compact table people read.
+"""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
+from arrivals.events_feed import human_size, shorten
 from arrivals.stack import Stack
 from shared.fs import read_json
-from shared.ledger import Ledger
+from shared.ledger import (
+    ANNOUNCED,
+    CLAIMED,
+    DETECTED,
+    DUPLICATE,
+    PENDING_STATES,
+    RELEASED,
+    Ledger,
+    arrivals_table,
+    files_table,
+)
 from shared.settings import Settings
+
+RECENT = 10
+# What a pending file waits for, by ledger state.
+WAITING_FOR = {
+    DETECTED: "waiting for Prefect to accept its event",
+    ANNOUNCED: "waiting for a retrain run",
+    CLAIMED: "a retrain run is on it",
+}
 
 
 def champion_from_mlflow(settings: Settings) -> dict[str, Any] | None:
@@ -29,7 +56,7 @@ def champion_from_mlflow(settings: Settings) -> dict[str, Any] | None:
     return {"model": name, "version": version["version"], "metrics": metrics, "source": "mlflow"}
 
 
-def champion_from_export(settings: Settings) -> dict[str, Any] | None:
+def champion_from_export(settings: Settings, why: str = "MLflow is down") -> dict[str, Any] | None:
     exported = read_json(settings.dirs.models / "champion.json", None)
     if exported is None:
         return None
@@ -37,12 +64,90 @@ def champion_from_export(settings: Settings) -> dict[str, Any] | None:
         "model": exported["model"],
         "version": exported["version"],
         "metrics": exported["metrics"],
-        "source": "models/champion.json (MLflow is down)",
+        "source": f"models/champion.json ({why})",
     }
 
 
-def collect_status(settings: Settings) -> dict[str, Any]:
-    """The operator contract's status object."""
+def arrival_outcome(
+    disposition: str, state: str, arrival_detected_at: float, file_detected_at: float
+) -> str:
+    """What became of one arrival: trained, rejected, duplicate, pending, retracted, released.
+
+    A rejected file a person re-admitted gets a fresh `detected_at`; its earlier arrivals
+    ended as `released` (rejected, then let in again), whatever the content's state now.
+    """
+    if disposition == DUPLICATE:
+        return "duplicate"
+    if arrival_detected_at < file_detected_at or state == RELEASED:
+        return "released"
+    if state in PENDING_STATES:
+        return "pending"
+    return state
+
+
+def recent_arrivals(ledger: Ledger, limit: int, now: float) -> list[dict[str, Any]]:
+    """The newest `limit` arrivals (names files came in under), newest first, with outcomes."""
+    a, f = arrivals_table, files_table
+    query = (
+        sa.select(
+            a.c.name,
+            a.c.sha256,
+            a.c.size,
+            a.c.detected_via,
+            a.c.detected_at,
+            a.c.disposition,
+            f.c.name.label("first_name"),
+            f.c.state,
+            f.c.detected_at.label("file_detected_at"),
+            f.c.model_version,
+            f.c.reason,
+        )
+        .join(f, f.c.sha256 == a.c.sha256)
+        .order_by(a.c.id.desc())
+        .limit(limit)
+    )
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    recent = []
+    for row in rows:
+        outcome = arrival_outcome(row.disposition, row.state, row.detected_at, row.file_detected_at)
+        if outcome == "duplicate":
+            note = f"same content as {row.first_name}"
+        elif outcome == "pending":
+            note = WAITING_FOR.get(row.state, row.state)
+        elif outcome == "released":
+            note = "rejected, then released from the quarantine"
+        else:
+            note = row.reason or ""
+        recent.append(
+            {
+                "name": row.name,
+                "sha256": row.sha256,
+                "size": row.size,
+                "detected_via": row.detected_via,
+                "detected_at": datetime.fromtimestamp(row.detected_at, UTC).isoformat(),
+                "age_seconds": round(max(0.0, now - row.detected_at), 1),
+                "outcome": outcome,
+                "model_version": row.model_version if outcome in ("trained", "retracted") else None,
+                "note": note,
+            }
+        )
+    return recent
+
+
+def oldest_pending_age(ledger: Ledger, now: float) -> float | None:
+    """Seconds since the oldest still-pending file was detected (None: nothing pending)."""
+    with ledger.engine.connect() as conn:
+        oldest = conn.execute(
+            sa.select(sa.func.min(files_table.c.detected_at)).where(
+                files_table.c.state.in_(PENDING_STATES)
+            )
+        ).scalar_one()
+    return None if oldest is None else round(max(0.0, now - oldest), 1)
+
+
+def collect_status(settings: Settings, *, recent: int = RECENT) -> dict[str, Any]:
+    """The operator contract's status object, plus recent arrivals and the pending age."""
     stack = Stack(settings)
     services = {}
     for name, status in stack.statuses().items():
@@ -50,13 +155,20 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         if status.url is not None:
             entry["url"] = status.url
         services[name] = entry
+    now = time.time()
     ledger = Ledger(settings.ledger_url)
     try:
         files = ledger.counts()
+        last = recent_arrivals(ledger, recent, now) if recent > 0 else []
+        pending_age = oldest_pending_age(ledger, now)
     finally:
         ledger.close()
+    champion = None
     if services["mlflow"]["healthy"]:
-        champion = champion_from_mlflow(settings)
+        try:
+            champion = champion_from_mlflow(settings)
+        except (httpx.HTTPError, KeyError, ValueError) as error:
+            champion = champion_from_export(settings, f"MLflow did not answer: {error}")
     else:
         champion = champion_from_export(settings)
     return {
@@ -65,29 +177,118 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "services": services,
         "inbox": str(settings.dirs.inbox),
         "quarantine": str(settings.dirs.quarantine),
+        "logs": str(settings.dirs.logs),
         "files": files,
+        "oldest_pending_age_seconds": pending_age,
+        "recent": last,
+        "primary_metric": settings.promotion.metric,
         "champion": champion,
     }
 
 
-def render_status(status: dict[str, Any]) -> str:
-    """The same facts as a compact text table for people."""
-    lines = [f"Arrivals home: {status['home']}", "", "service   healthy  pid      url"]
-    for name, entry in status["services"].items():
-        mark = "yes" if entry["healthy"] else "NO"
-        pid = entry["pid"] if entry["pid"] is not None else "-"
-        lines.append(f"{name:<9} {mark:<8} {pid!s:<8} {entry.get('url', '')}")
+# -- rendering (pure) -----------------------------------------------------------------------
+def human_age(seconds: float | None) -> str:
+    """`42 s`, `3 min 05 s`, `2 h 10 min`, `3 d 4 h`."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell; the last column is not padded."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join(
+            [*(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)), r[-1]]
+        ).rstrip()
+        for r in [header, *rows]
+    ]
+
+
+def _files_line(status: dict[str, Any]) -> str:
     files = status["files"]
+    pending = f"pending {files.get('pending', 0)}"
+    details = []
+    age = status.get("oldest_pending_age_seconds")
+    if files.get("pending"):
+        details.append(f"oldest {human_age(age)}")
+    if files.get("unannounced"):
+        details.append(f"{files['unannounced']} not yet accepted by Prefect")
+    if details:
+        pending += f" ({', '.join(details)})"
+    shown = {"pending", "unannounced"}
+    others = [f"{key} {value}" for key, value in files.items() if key not in shown]
+    return "   ".join([pending, *others])
+
+
+def _champion_line(status: dict[str, Any]) -> str:
+    champion = status.get("champion")
+    if champion is None:
+        return "none yet (the first version that beats the floor becomes champion)"
+    metrics = champion.get("metrics") or {}
+    primary = status.get("primary_metric")
+    keys = [primary] if primary in metrics else []
+    keys += [k for k in ("accuracy", "f1_macro", "log_loss") if k in metrics and k not in keys]
+    scores = "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+    line = f"{champion['model']} v{champion['version']}  {scores}".rstrip()
+    source = champion.get("source", "mlflow")
+    return line if source == "mlflow" else f"{line}  (from {source})"
+
+
+def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
+    """The status object as a compact text report for people (`tz` None = local time)."""
+    services = status["services"]
+    lines = [f"Arrivals  {status['home']}", ""]
+    lines += _table(
+        ["SERVICE", "HEALTHY", "PID", "URL"],
+        [
+            [
+                name,
+                "yes" if entry["healthy"] else "NO",
+                str(entry["pid"]) if entry["pid"] is not None else "-",
+                entry.get("url", ""),
+            ]
+            for name, entry in services.items()
+        ],
+    )
+    down = [name for name, entry in services.items() if not entry["healthy"]]
+    if down:
+        where = status.get("logs", "<home>/logs")
+        lines.append(
+            f"down: {', '.join(down)}  (`arrivals up --detach` starts what is missing; "
+            f"logs in {where})"
+        )
     lines += [
         "",
-        "files     " + "  ".join(f"{k}={v}" for k, v in files.items()),
-        f"inbox     {status['inbox']}",
-        f"quarantine {status['quarantine']}",
+        f"FILES       {_files_line(status)}",
+        f"INBOX       {status['inbox']}",
+        f"QUARANTINE  {status['quarantine']}",
+        f"CHAMPION    {_champion_line(status)}",
     ]
-    champion = status["champion"]
-    if champion is None:
-        lines.append("champion  none yet")
-    else:
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion["metrics"].items()))
-        lines.append(f"champion  {champion['model']} v{champion['version']} ({metrics})")
+    recent = status.get("recent") or []
+    lines += ["", f"LAST {len(recent)} ARRIVALS" if recent else "NO ARRIVALS YET"]
+    if recent:
+        rows = []
+        for arrival in recent:
+            when = datetime.fromisoformat(arrival["detected_at"]).astimezone(tz)
+            version = arrival.get("model_version")
+            rows.append(
+                [
+                    when.strftime("%m-%d %H:%M:%S"),
+                    shorten(arrival["name"], 32),
+                    human_size(arrival["size"]),
+                    arrival["detected_via"],
+                    arrival["outcome"],
+                    f"v{version}" if version else "-",
+                    shorten(arrival.get("note") or "", 70),
+                ]
+            )
+        lines += _table(["DETECTED", "FILE", "SIZE", "VIA", "OUTCOME", "MODEL", "NOTE"], rows)
     return "\n".join(lines)

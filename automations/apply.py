@@ -89,12 +89,25 @@ def automation_definitions() -> list[dict]:
     ]
 
 
-def resolve_automation(definition: dict, deployment_ids: dict[str, UUID]):
-    """The Prefect automation for one YAML definition, its deployment name made an id."""
+def resolve_automation(
+    definition: dict, deployment_ids: dict[str, UUID], *, heartbeat_seconds: float | None = None
+):
+    """The Prefect automation for one YAML definition, its deployment name made an id.
+
+    A trigger's `within_heartbeats: N` becomes `within` = N x `heartbeat_seconds` (the
+    sensor's interval from params.yaml, at least Prefect's 10 s minimum for proactive triggers).
+    """
     from prefect.events.schemas.automations import AutomationCore
 
     body = dict(definition)
     deployment = body.pop("deployment", None)
+    trigger = dict(body["trigger"])
+    beats = trigger.pop("within_heartbeats", None)
+    if beats is not None:
+        if heartbeat_seconds is None:
+            raise ValueError(f"automation {body.get('name')}: within_heartbeats needs the interval")
+        trigger["within"] = max(10.0, float(beats) * heartbeat_seconds)
+    body["trigger"] = trigger
     actions = []
     for action in body["actions"]:
         action = dict(action)
@@ -105,14 +118,18 @@ def resolve_automation(definition: dict, deployment_ids: dict[str, UUID]):
     return AutomationCore.model_validate(body)
 
 
-def apply_automations(deployment_ids: dict[str, UUID]) -> list[UUID]:
+def apply_automations(
+    deployment_ids: dict[str, UUID], *, heartbeat_seconds: float | None = None
+) -> list[UUID]:
     """Create or update each automation by name; extra copies of a name are deleted."""
     from prefect.client.orchestration import get_client
 
     applied = []
     with get_client(sync_client=True) as client:
         for definition in automation_definitions():
-            automation = resolve_automation(definition, deployment_ids)
+            automation = resolve_automation(
+                definition, deployment_ids, heartbeat_seconds=heartbeat_seconds
+            )
             existing = client.read_automations_by_name(automation.name)
             if existing:
                 keep, *extra = existing
@@ -129,4 +146,6 @@ def apply_automations(deployment_ids: dict[str, UUID]) -> list[UUID]:
 def apply_all(settings: Settings) -> None:
     """Work pool, deployments, automations: safe to run on every `up`."""
     ensure_work_pool(settings)
-    apply_automations(apply_deployments(settings))
+    apply_automations(
+        apply_deployments(settings), heartbeat_seconds=settings.sensor.heartbeat_seconds
+    )

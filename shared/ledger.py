@@ -299,10 +299,19 @@ class Ledger:
             files_table.c.state == ANNOUNCED,
             sa.and_(files_table.c.state == CLAIMED, files_table.c.claim_expires_at < now),
         )
+        # PostgreSQL: lock the rows being claimed and skip rows another claimer holds, so
+        # concurrent claimers never wait on each other nor share a file. SQLite serializes
+        # writers anyway (and compiles no FOR UPDATE).
+        claimable_ids = (
+            sa.select(files_table.c.sha256)
+            .where(claimable)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
         with self.engine.begin() as conn:
             conn.execute(
                 files_table.update()
-                .where(claimable)
+                .where(files_table.c.sha256.in_(claimable_ids))
                 .values(
                     state=CLAIMED,
                     previous_claimed_by=files_table.c.claimed_by,  # the old value, in SQL

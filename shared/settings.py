@@ -166,6 +166,31 @@ class ConsumerSettings(_Strict):
     max_rounds_per_run: Annotated[int, Field(ge=1)] = 20
 
 
+class ScaleSettings(_Strict):
+    """The scale profile: shared engines instead of the embedded SQLite default.
+
+    One PostgreSQL server holds three databases (Prefect, MLflow, the ledger); Redis carries
+    Prefect's messaging, cache, ordering, lease storage and docket. `up` creates the
+    databases when missing. API replicas listen on consecutive ports from prefect_port.
+    """
+
+    postgres_url: str = "postgresql://postgres@127.0.0.1:5432"
+    prefect_database: str = "arrivals_prefect"
+    mlflow_database: str = "arrivals_mlflow"
+    ledger_database: str = "arrivals_ledger"
+    redis_host: str = "127.0.0.1"
+    redis_port: Port = 6379
+    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+    docket_redis_db: Annotated[int, Field(ge=0, le=15)] = 1
+    api_replicas: Annotated[int, Field(ge=1, le=8)] = 2
+    workers: Annotated[int, Field(ge=1, le=16)] = 2
+    artifacts: Path | None = None  # the shared MLflow artifact store; default <home>/mlflow
+
+    def database_url(self, database: str, driver: str) -> str:
+        base = self.postgres_url.rstrip("/").replace("postgresql://", f"postgresql+{driver}://", 1)
+        return f"{base}/{database}"
+
+
 class PathSettings(_Strict):
     home: Path = Path(".arrivals")
     # Any SQLAlchemy URL (e.g. postgresql+psycopg://host/db); default: SQLite in the home.
@@ -267,7 +292,35 @@ class Settings(_Strict):
     sensor: SensorSettings = SensorSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     paths: PathSettings = PathSettings()
+    profile: Literal["embedded", "scale"] = "embedded"  # ARRIVALS_PROFILE overrides
+    scale: ScaleSettings = ScaleSettings()
     config_file: Path = DEFAULT_CONFIG
+
+    @property
+    def scaled(self) -> bool:
+        return self.profile == "scale"
+
+    @property
+    def prefect_ports(self) -> list[int]:
+        """One port per Prefect API replica (one in the embedded profile)."""
+        replicas = self.scale.api_replicas if self.scaled else 1
+        return [self.services.prefect_port + i for i in range(replicas)]
+
+    def prefect_api_url_of(self, replica: int) -> str:
+        port = self.prefect_ports[replica % len(self.prefect_ports)]
+        return f"http://{self.services.host}:{port}/api"
+
+    @property
+    def mlflow_backend_uri(self) -> str:
+        if self.scaled:
+            return self.scale.database_url(self.scale.mlflow_database, "psycopg")
+        return f"sqlite:///{self.dirs.mlflow / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        if self.scaled and self.scale.artifacts is not None:
+            return self.scale.artifacts
+        return self.dirs.mlflow / "artifacts"
 
     @property
     def home(self) -> Path:
@@ -291,11 +344,15 @@ class Settings(_Strict):
 
     @property
     def ledger_url(self) -> str:
-        return self.paths.ledger_url or f"sqlite:///{self.dirs.ledger}"
+        if self.paths.ledger_url:
+            return self.paths.ledger_url
+        if self.scaled:
+            return self.scale.database_url(self.scale.ledger_database, "psycopg")
+        return f"sqlite:///{self.dirs.ledger}"
 
     def prefect_env(self) -> dict[str, str]:
         """Environment every process needs to talk to this instance's Prefect, never ~/.prefect."""
-        return {
+        env = {
             "PREFECT_HOME": str(self.dirs.prefect_home),
             "PREFECT_API_URL": self.prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -303,6 +360,28 @@ class Settings(_Strict):
             "PREFECT_WORKER_QUERY_SECONDS": str(self.services.worker_query_seconds),
             "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.services.worker_query_seconds))),
         }
+        if self.scaled:
+            scale = self.scale
+            env.update(
+                {
+                    "PREFECT_SERVER_DATABASE_CONNECTION_URL": scale.database_url(
+                        scale.prefect_database, "asyncpg"
+                    ),
+                    # Migrations run once, before the replicas start (they would race).
+                    "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
+                    "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+                    "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+                    "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+                    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+                    "PREFECT_REDIS_MESSAGING_HOST": scale.redis_host,
+                    "PREFECT_REDIS_MESSAGING_PORT": str(scale.redis_port),
+                    "PREFECT_REDIS_MESSAGING_DB": str(scale.redis_db),
+                    "PREFECT_SERVER_DOCKET_URL": (
+                        f"redis://{scale.redis_host}:{scale.redis_port}/{scale.docket_redis_db}"
+                    ),
+                }
+            )
+        return env
 
     def child_env(self) -> dict[str, str]:
         """The full environment for a child process: ours + Prefect's + this config and home."""
@@ -312,6 +391,7 @@ class Settings(_Strict):
         env["ARRIVALS_CONFIG"] = str(self.config_file)
         env["ARRIVALS_PREFECT_PORT"] = str(self.services.prefect_port)
         env["ARRIVALS_MLFLOW_PORT"] = str(self.services.mlflow_port)
+        env["ARRIVALS_PROFILE"] = self.profile
         env["MLFLOW_TRACKING_URI"] = self.mlflow_url
         # The machine is offline and users did not opt in: no telemetry from any service.
         env["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -343,7 +423,8 @@ def _env_port(name: str) -> int | None:
 def load_settings(config: str | Path | None = None) -> Settings:
     """Build the settings from params.yaml (or ARRIVALS_CONFIG) and the environment.
 
-    Environment overrides: ARRIVALS_HOME, ARRIVALS_PREFECT_PORT, ARRIVALS_MLFLOW_PORT.
+    Environment overrides: ARRIVALS_HOME, ARRIVALS_PREFECT_PORT, ARRIVALS_MLFLOW_PORT,
+    ARRIVALS_PROFILE (embedded | scale).
     Relative dataset paths resolve against the config file's folder, the home folder
     against the current directory only when given through ARRIVALS_HOME.
     """
@@ -370,6 +451,9 @@ def load_settings(config: str | Path | None = None) -> Settings:
         if port is not None:
             services[key] = port
     raw["services"] = services
+    profile = os.environ.get("ARRIVALS_PROFILE")
+    if profile:
+        raw["profile"] = profile
 
     try:
         settings = Settings.model_validate(raw)

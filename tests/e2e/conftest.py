@@ -32,6 +32,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (API replicas listen side by side)."""
+    for _ in range(50):
+        first = free_port()
+        if first + count <= 65535 and all(_is_free(first + i) for i in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.5):
     """Poll `condition` until it returns something truthy; fail naming `what`."""
     deadline = time.monotonic() + timeout
@@ -179,7 +197,7 @@ def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
     env = {
         **os.environ,
         "ARRIVALS_HOME": str(home),
-        "ARRIVALS_PREFECT_PORT": str(free_port()),
+        "ARRIVALS_PREFECT_PORT": str(free_ports(4)),
         "ARRIVALS_MLFLOW_PORT": str(free_port()),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
