@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from shared.events import prefect_headers
 from shared.settings import Settings
 
 log = logging.getLogger("arrivals.stack")
@@ -66,7 +67,7 @@ class Stack:
         self.settings = settings
         self.dirs = settings.dirs
         self.env = settings.child_env()
-        self._http = httpx.Client(timeout=2.0)
+        self._http = httpx.Client(timeout=2.0, headers=prefect_headers())
 
     # -- pid files ------------------------------------------------------------------------
     def _pidfile(self, name: str) -> Path:
@@ -166,7 +167,7 @@ class Stack:
 
     # -- starting -------------------------------------------------------------------------
     def _check_port_free(self, name: str, port: int) -> None:
-        if port_in_use(self.settings.services.host, port):
+        if port_in_use(self.settings.services.client_host, port):
             raise StackError(
                 f"{name}: port {port} is in use by another program; stop it or pick another "
                 f"port (ARRIVALS_{name.split('-')[0].upper()}_PORT)"
@@ -206,6 +207,11 @@ class Stack:
                     str(s.mlflow_artifacts),
                     "--workers",
                     "1",
+                    *(
+                        ["--allowed-hosts", ",".join(s.services.allowed_hosts)]
+                        if s.services.expose
+                        else []
+                    ),
                 ],
                 env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )

@@ -9,7 +9,9 @@ already has is dropped by the server instead of counted twice.
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import socket
 import uuid
 from collections.abc import Sequence
@@ -95,6 +97,16 @@ def file_event(
     )
 
 
+def prefect_headers() -> dict[str, str]:
+    """Basic auth for a Prefect server that has an auth string (an exposed stack)."""
+    auth = os.environ.get("PREFECT_API_AUTH_STRING") or os.environ.get(
+        "PREFECT_SERVER_API_AUTH_STRING"
+    )
+    if not auth:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 class Emitter(Protocol):
     def emit(self, events: Sequence[Event]) -> None:
         """Deliver events or raise `EventNotDelivered`."""
@@ -109,7 +121,7 @@ class ConfirmedEmitter:
 
     def __init__(self, api_url: str, *, timeout: float = 10.0) -> None:
         self._url = api_url.rstrip("/") + "/events"
-        self._client = httpx.Client(timeout=timeout)
+        self._client = httpx.Client(timeout=timeout, headers=prefect_headers())
 
     def emit(self, events: Sequence[Event]) -> None:
         if not events:
@@ -135,7 +147,7 @@ class RunStates:
 
     def __init__(self, api_url: str, *, timeout: float = 10.0) -> None:
         self._api = api_url.rstrip("/")
-        self._client = httpx.Client(timeout=timeout)
+        self._client = httpx.Client(timeout=timeout, headers=prefect_headers())
 
     def ended(self, flow_run_id: str) -> bool:
         """True when the run is over (or unknown to the server); False if unsure."""

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "params.yaml"
@@ -143,13 +151,38 @@ class PromotionSettings(_Strict):
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+WILDCARD = ("0.0.0.0", "::", "")
+
+
 class ServiceSettings(_Strict):
-    host: str = "127.0.0.1"
+    # Exposing the services beyond this machine is an explicit choice, refused unless the
+    # Prefect API has an auth string (PREFECT_SERVER_API_AUTH_STRING, from the environment:
+    # a secret never goes in params.yaml) and MLflow is told which host names to accept.
+    expose: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)  # MLflow --allowed-hosts
+    host: str = "127.0.0.1"  # where the servers listen; anything else needs expose: true
     prefect_port: Port = 4200
     mlflow_port: Port = 5000
     worker_query_seconds: Annotated[float, Field(gt=0)] = 1.0
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 120
     work_pool: str = "arrivals"
+
+    @field_validator("host")
+    @classmethod
+    def _exposure_is_explicit(cls, host: str, info: ValidationInfo) -> str:
+        if host not in LOOPBACK and not info.data.get("expose"):
+            raise ValueError(
+                f"{host!r} is reachable from other machines: set services.expose: true "
+                "(with services.allowed_hosts and PREFECT_SERVER_API_AUTH_STRING) or use "
+                "127.0.0.1"
+            )
+        return host
+
+    @property
+    def client_host(self) -> str:
+        """The address local clients use (a wildcard bind is reached through loopback)."""
+        return "127.0.0.1" if self.host in WILDCARD else self.host
 
 
 class SensorSettings(_Strict):
@@ -308,7 +341,7 @@ class Settings(_Strict):
 
     def prefect_api_url_of(self, replica: int) -> str:
         port = self.prefect_ports[replica % len(self.prefect_ports)]
-        return f"http://{self.services.host}:{port}/api"
+        return f"http://{self.services.client_host}:{port}/api"
 
     @property
     def mlflow_backend_uri(self) -> str:
@@ -332,15 +365,15 @@ class Settings(_Strict):
 
     @property
     def prefect_api_url(self) -> str:
-        return f"http://{self.services.host}:{self.services.prefect_port}/api"
+        return f"http://{self.services.client_host}:{self.services.prefect_port}/api"
 
     @property
     def prefect_ui_url(self) -> str:
-        return f"http://{self.services.host}:{self.services.prefect_port}"
+        return f"http://{self.services.client_host}:{self.services.prefect_port}"
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.services.host}:{self.services.mlflow_port}"
+        return f"http://{self.services.client_host}:{self.services.mlflow_port}"
 
     @property
     def ledger_url(self) -> str:
@@ -360,6 +393,9 @@ class Settings(_Strict):
             "PREFECT_WORKER_QUERY_SECONDS": str(self.services.worker_query_seconds),
             "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.services.worker_query_seconds))),
         }
+        auth = os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
+        if auth:
+            env["PREFECT_API_AUTH_STRING"] = auth  # what clients send to an authed server
         if self.scaled:
             scale = self.scale
             env.update(
@@ -460,6 +496,17 @@ def load_settings(config: str | Path | None = None) -> Settings:
     except ValidationError as error:
         raise SettingsError(_format_error(error, config_file)) from None
 
+    if settings.services.expose:
+        if not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+            raise SettingsError(
+                f"{config_file}: services.expose: true needs PREFECT_SERVER_API_AUTH_STRING in "
+                "the environment (the Prefect API's basic-auth secret)"
+            )
+        if not settings.services.allowed_hosts:
+            raise SettingsError(
+                f"{config_file}: services.allowed_hosts: required when services.expose is true "
+                "(the host names MLflow may be reached by)"
+            )
     env_home = os.environ.get("ARRIVALS_HOME")
     home = Path(env_home).resolve() if env_home else config_file.parent / settings.paths.home
     source = settings.dataset.source
