@@ -31,6 +31,11 @@ AUTOMATION_TRIGGERED = "prefect.automation.triggered"
 AUTOMATION_RESOLVED = "prefect.automation.resolved"
 # Only proactive automations (sensor-silent) are alerts; retrain-on-arrival fires per file.
 ALERT_EVENTS = (AUTOMATION_TRIGGERED, AUTOMATION_RESOLVED)
+# What a person should know when one of the project's proactive automations fires.
+ALERT_HINTS = {
+    "sensor-silent": "no heartbeat from the inbox sensor: new files are not noticed "
+    "(`arrivals status`; `arrivals up --detach` restarts it)",
+}
 RUN_STATES = ("Running", "Completed", "Failed", "Crashed")
 RUN_EVENTS = tuple(f"prefect.flow-run.{state}" for state in RUN_STATES)
 PAGE_SIZE = 50  # the API's maximum page size
@@ -147,7 +152,9 @@ def describe(event: dict[str, Any], metric: str | None = None) -> tuple[str, str
         watching = "watching" if payload.get("watching") else "NOT watching"
         return "heartbeat", f"{_name(event)}: {watching}, {payload.get('pending', '?')} pending"
     if kind == AUTOMATION_TRIGGERED:
-        return "ALERT", f"automation {_name(event)} triggered (see the Prefect UI, Automations)"
+        name = _name(event)
+        hint = ALERT_HINTS.get(name, "see the automation in the Prefect UI")
+        return "ALERT", f"{name}: {hint}"
     if kind == AUTOMATION_RESOLVED:
         return "resolved", f"automation {_name(event)} resolved"
     if kind.startswith("prefect.flow-run."):

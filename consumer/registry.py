@@ -109,10 +109,11 @@ class MlflowRegistry:
         )
 
     def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]:
-        """Delete versions registered by retrain runs that died before finishing their files.
+        """Delete the half-finished versions of retrain runs that died holding their files.
 
-        Their files are trained again by the current run; keeping the half-finished versions
-        would count those files twice. A version holding an alias is never deleted.
+        A version is finished once it carries its `arrivals.decision` tag (set after its files
+        are recorded as trained). An unfinished one's files are trained again by the current
+        run; keeping it would count them twice. A version holding an alias is kept.
         """
         discarded: list[str] = []
         for flow_run_id in sorted(flow_run_ids):
@@ -124,7 +125,7 @@ class MlflowRegistry:
             for run in runs:
                 for version in self.client.search_model_versions(f"run_id = '{run.info.run_id}'"):
                     full = self.client.get_model_version(self.model_name, version.version)
-                    if not full.aliases:
+                    if not full.aliases and "arrivals.decision" not in full.tags:
                         self.client.delete_model_version(self.model_name, version.version)
                         discarded.append(version.version)
         return discarded

@@ -315,20 +315,6 @@ def register_and_judge(
         decision = decide(result.metrics, champion_metrics, settings.promotion)
         target = version if decision.promote else None
 
-    registry.tag_version(
-        version,
-        {
-            "arrivals.decision": "promoted" if decision.promote else "kept champion",
-            "arrivals.decision_reason": decision.reason,
-            "arrivals.flow_run_id": ctx.run_id,
-            "arrivals.flow_run_url": ctx.run_url,
-            "arrivals.trigger_event_id": ctx.trigger_event_id or "",
-            "arrivals.files_new": new_names[:4000],
-            "arrivals.prequential": ", ".join(
-                f"{k.removeprefix('prequential_')}={v:.4f}" for k, v in trained.prequential.items()
-            ),
-        },
-    )
     if target is not None and target != previous:
         registry.move_champion(target, previous)
         _promote_export(ctx, registry, target)
@@ -343,6 +329,21 @@ def register_and_judge(
 
     ctx.ledger.mark_trained(
         {a.record.sha256: len(a.frame) for a in trained.new}, run_id=ctx.run_id, version=version
+    )
+    # Last: the decision tag marks the version finished (see discard_versions_of).
+    registry.tag_version(
+        version,
+        {
+            "arrivals.flow_run_id": ctx.run_id,
+            "arrivals.flow_run_url": ctx.run_url,
+            "arrivals.trigger_event_id": ctx.trigger_event_id or "",
+            "arrivals.files_new": new_names[:4000],
+            "arrivals.prequential": ", ".join(
+                f"{k.removeprefix('prequential_')}={v:.4f}" for k, v in trained.prequential.items()
+            ),
+            "arrivals.decision_reason": decision.reason,
+            "arrivals.decision": "promoted" if decision.promote else "kept champion",  # last
+        },
     )
     champion_now = target if target is not None else previous
     moved = champion_now != previous

@@ -141,8 +141,8 @@ MODEL = {
                     "prefect.posture": "Proactive",
                 },
             ),
-            "18:02:57 ALERT      automation sensor-silent triggered "
-            "(see the Prefect UI, Automations)",
+            "18:02:57 ALERT      sensor-silent: no heartbeat from the inbox sensor: new files "
+            "are not noticed (`arrivals status`; `arrivals up --detach` restarts it)",
         ),
         (
             event(
