@@ -156,19 +156,36 @@ class RunningStack:
         return pid
 
     def wait_terminal(self, name: str, timeout: float = 120):
-        """Wait until the ledger has a file of that name in a terminal state."""
+        """Wait until the ledger has a file of that name in a terminal state and, when it was
+        trained into a version, until that version is finished (its decision tag is set)."""
 
         def done():
             ledger = self.ledger()
             try:
-                for record in ledger.files():
-                    if record.name == name and record.state in ("trained", "rejected"):
-                        return record
+                record = next(
+                    (
+                        r
+                        for r in reversed(ledger.files())
+                        if r.name == name and r.state in ("trained", "rejected")
+                    ),
+                    None,
+                )
             finally:
                 ledger.close()
-            return None
+            if record is None or record.model_version is None:
+                return record
+            return record if self._decided(record.model_version) else None
 
         return wait_for(done, timeout, f"{name} to be trained or rejected")
+
+    def _decided(self, version: str) -> bool:
+        response = self.mlflow(
+            "/model-versions/get", name=self.settings.model.name, version=version
+        )
+        if response.status_code != 200:
+            return False
+        tags = response.json()["model_version"].get("tags", [])
+        return any(tag["key"] == "arrivals.decision" for tag in tags)
 
 
 def _merge(base: dict, overrides: dict) -> dict:
