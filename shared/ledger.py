@@ -161,31 +161,21 @@ class Ledger:
             existing = conn.execute(
                 sa.select(files_table).where(files_table.c.sha256 == sha256)
             ).first()
-            if existing is not None and existing.state == RELEASED:
+            fresh = {
+                "name": name,
+                "size": size,
+                "state": DETECTED,
+                "stored_path": path,
+                "detected_at": now,
+            }
+            if existing is None:
+                conn.execute(files_table.insert().values(sha256=sha256, **fresh))
+                disposition, duplicate_of = NEW, None
+            elif existing.state == RELEASED:
                 conn.execute(
                     files_table.update()
                     .where(files_table.c.sha256 == sha256)
-                    .values(
-                        name=name,
-                        state=DETECTED,
-                        stored_path=path,
-                        detected_at=now,
-                        announced_at=None,
-                        finished_at=None,
-                        reason=None,
-                    )
-                )
-                disposition, duplicate_of = NEW, None
-            elif existing is None:
-                conn.execute(
-                    files_table.insert().values(
-                        sha256=sha256,
-                        name=name,
-                        size=size,
-                        state=DETECTED,
-                        stored_path=path,
-                        detected_at=now,
-                    )
+                    .values(**fresh, announced_at=None, finished_at=None, reason=None)
                 )
                 disposition, duplicate_of = NEW, None
             else:
