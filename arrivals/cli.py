@@ -52,8 +52,10 @@ def _follow(settings: Settings, stack) -> int:
     alerts = None
     unreachable = False
     try:
-        # Warnings and errors of the sensor and the worker (retrain runs log there too).
-        alerts = LogAlerts(settings.dirs.logs / f"{name}.log" for name in ("sensor", "worker"))
+        # The sensor's warnings (Prefect unreachable, files waiting) and the worker's errors
+        # (its warnings are the retrain's rejections, which the feed shows already).
+        logs = settings.dirs.logs
+        alerts = LogAlerts({logs / "sensor.log": "WARNING", logs / "worker.log": "ERROR"})
         backlog = True
         while True:
             try:
@@ -125,6 +127,8 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
                 unreachable = False
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `arrivals events | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         feed.close()
     return 0

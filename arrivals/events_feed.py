@@ -175,37 +175,41 @@ def format_event(
 
 
 # -- log lines worth showing next to the events (pure) ---------------------------------------
-_ALERT_LEVEL = re.compile(r"^\S+\s+(?:\|\s*)?(WARNING|ERROR|CRITICAL)\b")
+_LEVEL = re.compile(r"^\S+\s+(?:\|\s*)?(WARNING|ERROR|CRITICAL)\b")
+_LEVELS = ("WARNING", "ERROR", "CRITICAL")
 
 
-def is_alert_line(line: str) -> bool:
-    """A warning or error line of the sensor's or Prefect's log format."""
-    return bool(_ALERT_LEVEL.match(line)) or line.startswith("Traceback")
+def is_alert_line(line: str, minimum: str = "WARNING") -> bool:
+    """A line at `minimum` level or above, in the sensor's or Prefect's log format."""
+    match = _LEVEL.match(line)
+    if match is None:
+        return line.startswith("Traceback")
+    return _LEVELS.index(match.group(1)) >= _LEVELS.index(minimum)
 
 
 class LogAlerts:
-    """Follows log files from their current end and returns only warning/error lines."""
+    """Follows log files from their current end; returns only lines at their level or above."""
 
-    def __init__(self, paths: Iterable[Path]) -> None:
+    def __init__(self, logs: dict[Path, str]) -> None:
         self._handles = {}
-        for path in paths:
+        for path, minimum in logs.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
             handle = path.open("r", errors="replace")
             handle.seek(0, 2)
-            self._handles[path.stem] = handle
+            self._handles[path.stem] = (handle, minimum)
 
     def read(self) -> list[tuple[str, str]]:
-        """New (service, line) pairs that are warnings or errors."""
+        """New (service, line) pairs worth a person's attention."""
         return [
             (name, line.rstrip("\n"))
-            for name, handle in self._handles.items()
+            for name, (handle, minimum) in self._handles.items()
             for line in handle.readlines()
-            if is_alert_line(line)
+            if is_alert_line(line, minimum)
         ]
 
     def close(self) -> None:
-        for handle in self._handles.values():
+        for handle, _minimum in self._handles.values():
             handle.close()
 
 
@@ -230,7 +234,8 @@ class EventFeed:
         self.lookback = timedelta(seconds=lookback_seconds)
         self._client = client or httpx.Client(timeout=10.0)
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._cursor = datetime.now(UTC)
+        # Polls return events from here on (a later `recent` moves it back) ...
+        self._covered_from = self._cursor = datetime.now(UTC)
 
     def close(self) -> None:
         self._client.close()
@@ -277,22 +282,39 @@ class EventFeed:
         return True
 
     def recent(self, limit: int, *, days: float = 30) -> list[dict[str, Any]]:
-        """The newest `limit` shown events of the last `days`, oldest first."""
+        """The newest `limit` shown events of the last `days`, oldest first.
+
+        Older events within `lookback` of the newest are remembered too (not returned), so
+        the next `poll` does not print them as new.
+        """
+        if limit <= 0:
+            return []
         since = datetime.now(UTC) - timedelta(days=days)
         found: list[dict[str, Any]] = []
-        for event in self.pages(since, "DESC", max_events=max(limit, 1) * 20):
-            if is_shown(event):
-                found.append(event)
-                if len(found) >= limit:
-                    break
+        newest = None
+        for event in self.pages(since, "DESC", max_events=limit * 20 + 5_000):
+            when = parse_time(event["occurred"])
+            newest = newest or when
+            if len(found) < limit:
+                if is_shown(event):
+                    found.append(event)
+            elif when < newest - self.lookback:
+                break
+            else:
+                self._remember(event)
         found.reverse()
         for event in found:
             self._remember(event)
+        self._covered_from = since
         return found
 
     def poll(self) -> list[dict[str, Any]]:
-        """Events not returned before, oldest first (late ones within the lookback too)."""
-        since = self._cursor - self.lookback
+        """Events since the feed was made, not returned before, oldest first.
+
+        Each poll asks again from `lookback` before the newest event seen, so an event that
+        reaches the server late (its `occurred` is earlier than one already shown) still shows.
+        """
+        since = max(self._cursor - self.lookback, self._covered_from)
         fresh = [
             event
             for event in self.pages(since, "ASC", max_events=100_000)

@@ -243,31 +243,41 @@ def test_event_names_cover_the_contract_and_options() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "alert"),
+    ("text", "minimum", "alert"),
     [
-        ("18:02:57 WARNING arrivals.sensor: Announcement of a.csv delayed", True),
-        ("18:02:57 ERROR   arrivals.sensor: boom", True),
-        ("18:02:57.123 | WARNING | prefect.flow_runs - Rejected bad.csv", True),
-        ("18:02:57.123 | ERROR   | Flow run 'fox' - Finished in state Failed", True),
-        ("Traceback (most recent call last):", True),
-        ("18:02:57 INFO    arrivals.sensor: Detected a.csv", False),
-        ("18:02:57.123 | INFO    | prefect.flow_runs.worker - Worker submitting", False),
-        ("a line that mentions WARNING later", False),
+        ("18:02:57 WARNING arrivals.sensor: Announcement of a.csv delayed", "WARNING", True),
+        ("18:02:57 ERROR   arrivals.sensor: boom", "WARNING", True),
+        ("18:02:57.123 | WARNING | prefect.flow_runs - Rejected bad.csv", "WARNING", True),
+        ("18:02:57.123 | WARNING | prefect.flow_runs - Rejected bad.csv", "ERROR", False),
+        ("18:02:57.123 | ERROR   | Flow run 'fox' - Finished in state Failed", "ERROR", True),
+        ("18:02:57.123 | CRITICAL | x - y", "ERROR", True),
+        ("Traceback (most recent call last):", "ERROR", True),
+        ("18:02:57 INFO    arrivals.sensor: Detected a.csv", "WARNING", False),
+        ("18:02:57.123 | INFO    | prefect.flow_runs.worker - Worker submitting", "WARNING", False),
+        ("a line that mentions WARNING later", "WARNING", False),
     ],
 )
-def test_log_alert_lines(text: str, alert: bool) -> None:
-    assert is_alert_line(text) is alert
+def test_log_alert_lines(text: str, minimum: str, alert: bool) -> None:
+    assert is_alert_line(text, minimum) is alert
 
 
-def test_log_alerts_follow_from_the_end(tmp_path: Path) -> None:
-    path = tmp_path / "logs" / "sensor.log"
-    path.parent.mkdir()
-    path.write_text("00:00:00 ERROR old: before we started\n")
-    alerts = LogAlerts([path, tmp_path / "logs" / "worker.log"])
+def test_log_alerts_follow_from_the_end_at_each_files_level(tmp_path: Path) -> None:
+    sensor = tmp_path / "logs" / "sensor.log"
+    worker = tmp_path / "logs" / "worker.log"  # created when missing
+    sensor.parent.mkdir()
+    sensor.write_text("00:00:00 ERROR old: before we started\n")
+    alerts = LogAlerts({sensor: "WARNING", worker: "ERROR"})
     try:
-        with path.open("a") as handle:
+        with sensor.open("a") as handle:
             handle.write("00:00:01 INFO x: fine\n00:00:02 WARNING x: look\n")
-        assert alerts.read() == [("sensor", "00:00:02 WARNING x: look")]
+        with worker.open("a") as handle:
+            handle.write(
+                "00:00:03.000 | WARNING | x - rejected\n00:00:04.000 | ERROR   | x - bad\n"
+            )
+        assert alerts.read() == [
+            ("sensor", "00:00:02 WARNING x: look"),
+            ("worker", "00:00:04.000 | ERROR   | x - bad"),
+        ]
         assert alerts.read() == []
     finally:
         alerts.close()
@@ -368,3 +378,71 @@ def test_an_unreachable_api_is_one_clear_error() -> None:
         feed.recent(5)
     api.down = False
     assert feed.poll() == []
+
+
+# -- the `arrivals events` command -------------------------------------------------------------
+def test_cli_events_when_prefect_is_down_says_so(monkeypatch, caplog) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("ARRIVALS_PREFECT_PORT", str(port))
+    from arrivals.cli import main
+
+    assert main(["events"]) == 1
+    assert f"Prefect API unreachable at http://127.0.0.1:{port}/api" in caplog.text
+    assert "arrivals up --detach" in caplog.text
+
+
+def test_cli_events_prints_lines_or_json_and_follows(monkeypatch, capsys) -> None:
+    import arrivals.events_feed as feed_module
+    from arrivals.cli import main
+
+    base = datetime.now(UTC) - timedelta(seconds=5)
+    api = FakeEventsApi([stamped(i, base) for i in range(3)])
+    real = feed_module.EventFeed
+    created: list[EventFeed] = []
+
+    def fake_feed(api_url: str, names, **kwargs) -> EventFeed:
+        feed = real(api_url, names, client=httpx.Client(transport=httpx.MockTransport(api)))
+        created.append(feed)
+        return feed
+
+    monkeypatch.setattr(feed_module, "EventFeed", fake_feed)
+    assert main(["events", "-n", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("arrived    f1.csv (? B, sha , ?)")
+
+    assert main(["events", "--json", "-n", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == "e-2"
+
+    polls = iter([None, KeyboardInterrupt])
+
+    def sleep(_seconds: float) -> None:
+        step = next(polls)
+        if step is None:  # a new event, after the follower started
+            api.stored.append(
+                stamped(0, datetime.now(UTC)) | {"id": "new", "payload": {"name": "f4.csv"}}
+            )
+        else:
+            raise step
+
+    monkeypatch.setattr("arrivals.cli.time.sleep", sleep)
+    # -n 0: only what happens from now on, not the events of the last seconds.
+    assert main(["events", "--follow", "-n", "0"]) == 0
+    assert [line.split()[2] for line in capsys.readouterr().out.splitlines()] == ["f4.csv"]
+    assert names_asked(api) >= {events.FILE_ARRIVED, events.CHAMPION_PROMOTED}
+
+
+def names_asked(api: FakeEventsApi) -> set[str]:
+    return set(api.bodies[-1]["filter"]["event"]["name"])
+
+
+def test_recent_remembers_the_events_it_did_not_show_within_the_lookback() -> None:
+    base = datetime.now(UTC) - timedelta(seconds=5)
+    api = FakeEventsApi([stamped(i, base) for i in range(4)])
+    feed = feed_over(api)
+    assert [e["id"] for e in feed.recent(1)] == ["e-3"]
+    assert feed.poll() == []  # e-0..e-2 are older than what was asked for: not "new"
