@@ -56,9 +56,9 @@ class Settler:
     """Decides when a file in the inbox is complete. Pure: time and paths come in from outside.
 
     A file is complete when it was closed after writing or renamed into place (push), or
-    when its size/mtime/inode stayed the same for `settle_seconds` (push without close,
-    and every scan). A file still open for writing waits up to `open_grace_seconds` of
-    silence before it is trusted anyway (a writer that never closes).
+    when its size/mtime/inode stayed the same for `settle_seconds` (a file moved in from
+    another folder, and every scan). A file being written (or still empty) waits up to
+    `open_grace_seconds` of silence before it is trusted anyway (a writer that never closes).
     """
 
     def __init__(self, settle_seconds: float, open_grace_seconds: float) -> None:
@@ -80,7 +80,12 @@ class Settler:
             self._watched[path] = watch
         elif kind == SCANNED:
             return  # already followed; a scan adds nothing
-        if kind in (CREATED, MODIFIED):
+        if kind == CREATED:
+            # Not "writing" yet: a file moved in from another folder gives only Created and is
+            # complete already. A writer's first write (Modified) marks it as being written.
+            watch.complete = False
+            watch.signature, watch.since = _signature(path), now
+        elif kind == MODIFIED:
             watch.writing, watch.complete = True, False
             watch.signature, watch.since = _signature(path), now
         elif kind in (CLOSED, MOVED):
@@ -102,7 +107,9 @@ class Settler:
                 if not watch.complete:
                     continue
             quiet = now - watch.since
-            wait = self.open_grace_seconds if watch.writing else self.settle_seconds
+            # An empty file is most likely a writer that has not written yet: give it time.
+            opened = watch.writing or current[0] == 0
+            wait = self.open_grace_seconds if opened else self.settle_seconds
             if watch.complete or quiet >= wait:
                 done.append((path, watch.via))
                 del self._watched[path]

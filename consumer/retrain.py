@@ -324,7 +324,7 @@ def register_and_judge(
         version,
         f"champion is now v{target} ({decision.reason})"
         if target is not None and target != previous
-        else f"champion stays v{previous} ({decision.reason})",
+        else f"champion stays {f'v{previous}' if previous else 'none'} ({decision.reason})",
     )
 
     ctx.ledger.mark_trained(

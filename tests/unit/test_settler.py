@@ -53,7 +53,8 @@ def test_created_then_closed_is_ready_at_once(settler: Settler, path: Path) -> N
 
 def test_growing_file_open_for_writing_waits_for_the_grace(settler: Settler, path: Path) -> None:
     settler.notice(path, CREATED, 0.0)
-    for now in (1.0, 2.0, 3.0):  # the writer keeps appending, no event reaches us
+    settler.notice(path, MODIFIED, 0.5)  # the first write: it is being written
+    for now in (1.0, 2.0, 3.0):  # the writer keeps appending; later events may be coalesced
         grow(path)
         assert settler.ready(now) == [], f"still growing at {now}"
     # Quiet since t=3, longer than settle_seconds but the writer never closed the file.
@@ -64,11 +65,27 @@ def test_growing_file_open_for_writing_waits_for_the_grace(settler: Settler, pat
 
 def test_growth_restarts_the_wait(settler: Settler, path: Path) -> None:
     settler.notice(path, CREATED, 0.0)
+    settler.notice(path, MODIFIED, 0.0)
     assert settler.ready(GRACE - 1) == []
     grow(path)
     assert settler.ready(GRACE - 0.5) == []
     assert settler.ready(GRACE + 0.5) == [], "the grace counts from the last change"
     assert settler.ready(GRACE - 0.5 + GRACE) == [(path, "push")]
+
+
+def test_moved_in_from_another_folder_settles_quickly(settler: Settler, path: Path) -> None:
+    # `mv` from outside the inbox: inotify says only Created, and the file is complete.
+    settler.notice(path, CREATED, 0.0)
+    assert settler.ready(SETTLE * 0.5) == []
+    assert settler.ready(SETTLE) == [(path, "push")]
+
+
+def test_created_empty_file_waits_for_its_writer(settler: Settler, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    settler.notice(empty, CREATED, 0.0)
+    assert settler.ready(SETTLE + 0.1) == [], "an empty file is a writer that has not written"
+    assert settler.ready(GRACE) == [(empty, "push")]
 
 
 def test_modified_after_closed_is_not_complete_anymore(settler: Settler, path: Path) -> None:
