@@ -33,6 +33,7 @@ from shared.settings import Settings
 log = logging.getLogger("arrivals.sensor")
 
 CREATED, MODIFIED, CLOSED, MOVED, SCANNED = "created", "modified", "closed", "moved", "scanned"
+PROGRESS_EVERY = 50  # files: a catch-up at least this large logs its progress
 
 
 @dataclass
@@ -261,6 +262,15 @@ class InboxSensor:
             )
         return arrival
 
+    def record_all(self, ready: list[tuple[Path, str]]) -> list[Arrival | None]:
+        """Record settled files; a long catch-up (many files at once) reports its progress."""
+        recorded = []
+        for done, (path, via) in enumerate(ready, start=1):
+            recorded.append(self.record(path, via))
+            if len(ready) >= PROGRESS_EVERY and done % PROGRESS_EVERY == 0:
+                log.info("Catching up: %d of %d files recorded", done, len(ready))
+        return recorded
+
     def _quarantine_special(self, path: Path, st: os.stat_result) -> None:
         kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
         reason = f"{path.name} is {kind}; only regular files are read (copy the data itself)"
@@ -382,7 +392,7 @@ class InboxSensor:
             self.scan(now)
             self.reannounce_stragglers()
             self._next_rescan = now + sensor.rescan_seconds
-        recorded = [self.record(path, via) for path, via in self.settler.ready(now)]
+        recorded = self.record_all(self.settler.ready(now))
         if any(recorded) or now >= self._next_announce:
             self.announce_pending()
             waiting = bool(self.ledger.unannounced())

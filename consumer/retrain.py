@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+LARGE_ROWS = 100_000  # from this size on a retrain logs each step (reading, fitting)
 
 
 def _now() -> str:
@@ -195,10 +196,20 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
         # Read only the files the window can reach: the cost stays flat as data grows.
         new_rows = sum(len(a.frame) for a in new)
         earlier = files_in_window(earlier, settings.training.max_rows - new_rows)
+    earlier_rows = sum(r.rows or 0 for r in earlier)
+    if earlier_rows >= LARGE_ROWS:  # a large retrain says what it is doing
+        ctx.logger.info("Reading %d accepted file(s), %d rows", len(earlier), earlier_rows)
     frames = [_load_accepted(ctx, r) for r in earlier] + [a.frame for a in new]
     if not frames:
         raise NotTrainable("no accepted data to train on")
     accepted = apply_policy(pd.concat(frames, ignore_index=True), settings.training)
+    if len(accepted) >= LARGE_ROWS:
+        ctx.logger.info(
+            "Fitting %s on %d rows (policy %s)…",
+            settings.model.kind,
+            len(accepted),
+            settings.training.policy,
+        )
     holdout = pd.read_csv(ensure_holdout(settings.dataset, settings.holdout, settings.dirs.holdout))
     prequential = prequential_score(ctx, new)
     result = train_and_evaluate(accepted, holdout, settings.dataset, settings.model)

@@ -375,3 +375,20 @@ def test_a_failing_emitter_never_stops_the_step(rig: Rig) -> None:
     for advance in (0.0, 1.0, 5.0, 40.0):
         rig.step(advance)  # must not raise
     assert len(rig.ledger.unannounced()) == 1
+
+
+def test_a_large_catch_up_reports_progress(settings: Settings, tmp_path: Path, caplog) -> None:
+    settings.dirs.ensure()
+    rig = Rig(settings, tmp_path)
+    for i in range(120):
+        (rig.inbox / f"backlog_{i:03d}.csv").write_bytes(
+            ROWS + f"{i}.5,1.0,Male,No,Sat,Lunch,2\n".encode()
+        )
+    with caplog.at_level("INFO", logger="arrivals.sensor"):
+        rig.detect()  # the startup scan finds the backlog, which then settles
+    progress = [r.getMessage() for r in caplog.records if "Catching up" in r.getMessage()]
+    assert progress == [
+        "Catching up: 50 of 120 files recorded",
+        "Catching up: 100 of 120 files recorded",
+    ]
+    assert len(rig.ledger.files()) == 120
