@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 import pandas as pd
-import yaml
 
 # Everything the parent needs from the project is imported once, at start: other people edit
 # the code while a long run goes on, and stopping the stacks must never depend on a later import.
@@ -50,7 +49,13 @@ from shared.events import FILE_ARRIVED, file_resource_id
 from shared.fs import atomic_write_json, sha256_file
 from shared.ledger import CLAIMED, FileRecord, Ledger
 from shared.logs import setup_logging
-from shared.settings import DEFAULT_CONFIG, PROJECT_ROOT, ColumnSpec, Settings, load_settings
+from shared.settings import (
+    PROJECT_ROOT,
+    ColumnSpec,
+    Settings,
+    load_settings,
+    write_params,
+)
 
 log = logging.getLogger("arrivals.bench")
 T = TypeVar("T")
@@ -267,16 +272,6 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 # -- waiting -------------------------------------------------------------------------------
 def wait_for(
     condition: Callable[[], T | None], timeout: float, what: str, every: float = 0.25
@@ -306,21 +301,11 @@ def free_ports(count: int) -> list[int]:
 
 def write_bench_config(path: Path, overrides: dict) -> Path:
     """The project's params.yaml, producer clock parked, source absolute, ledger in the home."""
-    params = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    source = Path(params["dataset"]["source"])
-    if not source.is_absolute():
-        source = (DEFAULT_CONFIG.parent / source).resolve()
-    params = _merge(
-        params,
-        {
-            "dataset": {"source": str(source)},
-            "automation": {"cron_schedule": PARKED_CRON},
-            "paths": {"ledger_url": None},  # never a shared database: this home's SQLite
-        },
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(_merge(params, overrides), sort_keys=False), encoding="utf-8")
-    return path
+    parked = {
+        "automation": {"cron_schedule": PARKED_CRON},
+        "paths": {"ledger_url": None},  # never a shared database: this home's SQLite
+    }
+    return write_params(path, parked, overrides)
 
 
 def port_answers(host: str, port: int) -> bool:

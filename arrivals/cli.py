@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from shared.logs import setup_logging
@@ -43,14 +44,38 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return _follow(settings, stack)
 
 
+class _FeedPoller:
+    """Polls the event feed; says once that the Prefect API went away and once it is back."""
+
+    def __init__(self, hint: str) -> None:
+        self.hint = hint
+        self.unreachable = False
+
+    def fetch(self, read) -> list[dict] | None:
+        """`read()`'s events, or None while the API is unreachable."""
+        from arrivals.events_feed import FeedUnavailable
+
+        try:
+            events = read()
+        except FeedUnavailable as error:
+            if not self.unreachable:
+                log.warning("%s; %s", error, self.hint)
+            self.unreachable = True
+            return None
+        if self.unreachable:
+            log.info("Prefect API reachable again")
+        self.unreachable = False
+        return events
+
+
 def _follow(settings: Settings, stack) -> int:
     """Show arrivals, retrains and promotions (and log warnings) until Ctrl-C, then stop."""
-    from arrivals.events_feed import EventFeed, FeedUnavailable, LogAlerts, event_names
+    from arrivals.events_feed import EventFeed, LogAlerts, event_names
 
     log.info("Live feed of arrivals, retrains and promotions; Ctrl-C stops the stack.")
     feed = EventFeed(settings.prefect_api_url, event_names(runs=True))
+    poller = _FeedPoller("retrying (the sensor keeps every file meanwhile)")
     alerts = None
-    unreachable = False
     try:
         # The sensor's warnings (Prefect unreachable, files waiting) and the worker's errors
         # (its warnings are the retrain's rejections, which the feed shows already).
@@ -58,16 +83,9 @@ def _follow(settings: Settings, stack) -> int:
         alerts = LogAlerts({logs / "sensor.log": "WARNING", logs / "worker.log": "ERROR"})
         backlog = True
         while True:
-            try:
-                fresh = feed.recent(5) if backlog else feed.poll()
-            except FeedUnavailable as error:
-                if not unreachable:
-                    log.warning("%s; retrying (the sensor keeps every file meanwhile)", error)
-                unreachable = True
-            else:
-                if unreachable:
-                    log.info("Prefect API reachable again")
-                unreachable, backlog = False, False
+            fresh = poller.fetch(partial(feed.recent, 5) if backlog else feed.poll)
+            if fresh is not None:
+                backlog = False
                 _write_events(settings, fresh)
             for name, line in alerts.read():
                 sys.stdout.write(f"{'':8} {name:<10} | {line}\n")
@@ -112,19 +130,12 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
         except FeedUnavailable as error:
             log.error("%s (is the stack up? `arrivals up --detach`)", error)
             return 1
-        unreachable = False
+        poller = _FeedPoller("retrying")
         while args.follow:
             time.sleep(args.every)
-            try:
-                write(feed.poll())
-            except FeedUnavailable as error:
-                if not unreachable:
-                    log.warning("%s; retrying", error)
-                unreachable = True
-            else:
-                if unreachable:
-                    log.info("Prefect API reachable again")
-                unreachable = False
+            fresh = poller.fetch(feed.poll)
+            if fresh is not None:
+                write(fresh)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # `arrivals events | head`: the reader left, nothing is wrong

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from shared.ledger import Ledger
-from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from shared.settings import Settings, load_settings, write_params
 
 BIN = Path(sys.executable).parent
 
@@ -188,25 +187,6 @@ class RunningStack:
         return any(tag["key"] == "arrivals.decision" for tag in tags)
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def write_config(folder: Path, overrides: dict) -> Path:
-    """params.yaml with `overrides` merged in (the dataset source made absolute)."""
-    params = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    params["dataset"]["source"] = str(DEFAULT_CONFIG.parent / params["dataset"]["source"])
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(_merge(params, overrides)))
-    return path
-
-
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
     """A running stack for one test module; the module may set PARAMS_OVERRIDES."""
@@ -220,7 +200,9 @@ def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
     }
     overrides = getattr(request.module, "PARAMS_OVERRIDES", None)
     if overrides:
-        env["ARRIVALS_CONFIG"] = str(write_config(tmp_path_factory.mktemp("config"), overrides))
+        env["ARRIVALS_CONFIG"] = str(
+            write_params(tmp_path_factory.mktemp("config") / "params.yaml", overrides)
+        )
     else:
         env.pop("ARRIVALS_CONFIG", None)
     keys = ("ARRIVALS_HOME", "ARRIVALS_PREFECT_PORT", "ARRIVALS_MLFLOW_PORT", "ARRIVALS_CONFIG")

@@ -446,3 +446,23 @@ def test_recent_remembers_the_events_it_did_not_show_within_the_lookback() -> No
     feed = feed_over(api)
     assert [e["id"] for e in feed.recent(1)] == ["e-3"]
     assert feed.poll() == []  # e-0..e-2 are older than what was asked for: not "new"
+
+
+def test_feed_poller_says_once_that_prefect_is_gone_and_once_that_it_is_back(caplog) -> None:
+    from arrivals.cli import _FeedPoller
+    from arrivals.events_feed import FeedUnavailable
+
+    answers = iter([FeedUnavailable("down"), FeedUnavailable("down"), [{"event": "x"}], []])
+
+    def read():
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    poller = _FeedPoller("retrying")
+    with caplog.at_level("INFO", logger="arrivals"):
+        results = [poller.fetch(read) for _ in range(4)]
+    assert results == [None, None, [{"event": "x"}], []]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["down; retrying", "Prefect API reachable again"]

@@ -300,3 +300,19 @@ def test_above_label_needs_a_column(write_config: Callable[..., Path]) -> None:
     config = write_config(_set("dataset.label", {"name": "big", "kind": "above", "threshold": 3.0}))
     message = _one_line_error(config)
     assert "dataset.label" in message and "column" in message
+
+
+def test_write_params_merges_nested_overrides_and_keeps_the_source_usable(tmp_path: Path) -> None:
+    from shared.settings import write_params
+
+    path = write_params(
+        tmp_path / "elsewhere" / "params.yaml",
+        {"automation": {"max_batches": 3}},
+        {"sensor": {"rescan_seconds": 2}, "automation": {"cron_schedule": "0 0 1 1 *"}},
+    )
+    settings = load_settings(path)
+    assert settings.automation.max_batches == 3  # an earlier override survives a later one
+    assert settings.automation.cron_schedule == "0 0 1 1 *"
+    assert settings.automation.batch_size == 22  # untouched keys keep the shipped value
+    assert settings.sensor.rescan_seconds == 2
+    assert settings.dataset.source.is_file()
