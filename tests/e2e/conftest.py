@@ -121,6 +121,21 @@ class RunningStack:
             for run in self.flow_runs(deployment, state=state)
         ]
 
+    def quiesce(self, timeout: float = 120) -> None:
+        """Wait until nothing is in flight: no producer or retrain run active, an empty inbox
+        and no pending file. Checked in the order work flows, so nothing slips between checks."""
+
+        def idle() -> bool:
+            if self.active_runs("produce-batch/producer"):
+                return False
+            if any(self.settings.dirs.inbox.iterdir()):
+                return False
+            if self.status()["files"]["pending"]:
+                return False
+            return not self.active_runs("retrain/retrain-on-arrival")
+
+        wait_for(idle, timeout, "the stack to be idle")
+
     def model_versions(self) -> list[dict]:
         """Every registered version of the model, with its tags as a dict."""
         response = self.mlflow(

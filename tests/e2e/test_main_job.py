@@ -48,7 +48,7 @@ def test_producer_is_deployed_on_the_cron_schedule_and_scheduled(stack: RunningS
     minutes = {run["expected_start_time"][14:16] for run in scheduled}
     assert all(int(minute) % 2 == 0 for minute in minutes), minutes
     # From here on the tests drive the producer by hand, so the clock cannot race them.
-    stack.prefect("POST", f"/deployments/{deployment['id']}/pause_deployment")
+    _pause_producer(stack)
 
 
 def test_second_up_changes_nothing(stack: RunningStack):
@@ -64,8 +64,16 @@ def test_second_up_changes_nothing(stack: RunningStack):
     assert sorted(d["name"] for d in deployments) == ["producer", "retrain-on-arrival"]
 
 
+def _pause_producer(stack: RunningStack) -> None:
+    """Pause the cron producer and let any run it already started finish and train, so the
+    clock cannot race a test that counts versions."""
+    stack.prefect("POST", f"/deployments/{_producer_deployment(stack)['id']}/pause_deployment")
+    stack.quiesce()
+
+
 def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Path):
     settings = stack.settings
+    _pause_producer(stack)
     source = tmp_path / "hand_drop.csv"
     # Every non-holdout row, columns shuffled: a hand-made file, not a produced batch.
     pool = training_pool(settings.dataset, settings.holdout)
