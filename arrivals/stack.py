@@ -107,6 +107,8 @@ class Stack:
         if s.scaled:
             names.append("prefect-services")
         names.append("mlflow")
+        if s.warm_engine_socket is not None:
+            names.append("engine")  # before the workers: their first run can start warm
         workers = s.scale.workers if s.scaled else 1
         names += ["worker"] + [f"worker-{i + 1}" for i in range(1, workers)]
         return [*names, "sensor"]
@@ -144,6 +146,8 @@ class Stack:
             return ServiceStatus(name, pid, pid is not None and fresh)
         if name == "prefect-services":
             return ServiceStatus(name, pid, pid is not None)
+        if name == "engine":
+            return ServiceStatus(name, pid, pid is not None and self._engine_listening())
         return ServiceStatus(name, pid, pid is not None and self._worker_polling(name))
 
     def _worker_polling(self, name: str) -> bool:
@@ -157,6 +161,17 @@ class Stack:
             w["name"] == self._worker_name(name) and w.get("status") == "ONLINE"
             for w in response.json()
         )
+
+    def _engine_listening(self) -> bool:
+        path = self.settings.warm_engine_socket
+        if path is None:
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                return False
+        return True
 
     def _worker_name(self, name: str = "worker") -> str:
         suffix = "" if name == "worker" else f"-{self._index(name) + 1}"
@@ -215,6 +230,9 @@ class Stack:
                 ],
                 env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
+        elif name == "engine":
+            socket_path = str(s.warm_engine_socket)
+            self._spawn(name, [sys.executable, "-m", "arrivals.warm_engine", socket_path])
         elif name.startswith("worker"):
             argv = [
                 _bin("prefect"),

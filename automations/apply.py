@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -57,6 +59,16 @@ def ensure_work_pool(settings: Settings) -> None:
         client.create_work_pool(WorkPoolCreate(name=settings.services.work_pool, type="process"))
 
 
+def flow_run_job_variables(settings: Settings) -> dict[str, str]:
+    """The process worker's job variables: with warm start, runs start through the engine
+    client (see arrivals.warm_engine), which falls back to the cold engine by itself."""
+    socket_path = settings.warm_engine_socket
+    if socket_path is None:
+        return {}
+    client = [sys.executable, "-m", "arrivals.engine_client", str(socket_path)]
+    return {"command": shlex.join(client)}
+
+
 def apply_deployments(settings: Settings) -> dict[str, UUID]:
     """Create or update every deployment; returns ids by `flow/deployment` name."""
     from prefect import Flow
@@ -66,6 +78,7 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
         limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
     )
     ids: dict[str, UUID] = {}
+    job_variables = flow_run_job_variables(settings)
     for spec in deployment_specs(settings):
         flow = Flow.from_source(str(PROJECT_ROOT), spec.entrypoint)
         deployment = flow.to_deployment(
@@ -74,6 +87,7 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
             cron=spec.cron,
             description=spec.description,
             concurrency_limit=single_flight if spec.single_flight else None,
+            job_variables=job_variables,
         )
         ids[f"{flow.name}/{spec.name}"] = deployment.apply(
             work_pool_name=settings.services.work_pool

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
     # One line per HTTP request drowns what matters (arrivals, retrains, promotions).
     logging.getLogger("httpx").setLevel(logging.WARNING)

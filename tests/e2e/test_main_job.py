@@ -28,6 +28,7 @@ def test_status_json_matches_the_operator_contract(stack: RunningStack):
         service = status["services"][name]
         assert service["healthy"] is True, (name, service)
         assert isinstance(service["pid"], int)
+    assert status["services"]["engine"]["healthy"] is True  # warm start is on by default
     assert status["services"]["prefect"]["url"] == stack.settings.prefect_ui_url
     assert status["services"]["mlflow"]["url"] == stack.settings.mlflow_url
     assert status["inbox"] == str(stack.settings.dirs.inbox)
@@ -112,6 +113,10 @@ def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Pa
         60,
         "the retrain run that took the file to complete",
     )
+
+    # It started warm: a fork of the warm engine ran it (see arrivals.warm_engine).
+    engine_log = (settings.dirs.logs / "engine.log").read_text()
+    assert f"for flow run {record.claimed_by}" in engine_log
 
     # The file left the inbox for the archive; the history files say the same.
     assert not (settings.dirs.inbox / "hand_drop.csv").exists()
