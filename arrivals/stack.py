@@ -306,6 +306,12 @@ class Stack:
         if s.scaled:
             self._prepare_scale()
         Ledger(s.ledger_url).close()  # create the schema once, before its writers start
+        if s.services.warm_start and s.warm_engine_socket is None:
+            log.warning(
+                "Warm start is off: %s is longer than a UNIX socket path may be; flow runs "
+                "start cold (a shorter ARRIVALS_HOME turns it on)",
+                s.dirs.engine_socket,
+            )
         deadline = time.monotonic() + s.services.startup_timeout_seconds
         names = self.service_names()
         servers = [n for n in names if n.startswith("prefect") or n == "mlflow"]

@@ -166,8 +166,9 @@ class ServiceSettings(_Strict):
     prefect_port: Port = 4200
     mlflow_port: Port = 5000
     worker_query_seconds: Annotated[float, Field(gt=0)] = 1.0
-    # Flow runs start as forks of a process that has imported Prefect already (about 1.5 s
-    # sooner on 2 cores); false: every run is a cold `python -m prefect.engine`.
+    # Flow runs start as forks of a process that has imported Prefect, pandas, scikit-learn
+    # and MLflow already (arrivals/warm_engine.py; on 2 cores a run reaches Running 1.2 s
+    # sooner and its decision 7 s sooner); false: every run is a cold `python -m prefect.engine`.
     warm_start: bool = True
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 120
     work_pool: str = "arrivals"
