@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import shlex
 import sys
@@ -12,7 +13,7 @@ from uuid import UUID
 
 import yaml
 
-from shared.settings import PROJECT_ROOT, Settings
+from shared.settings import Settings
 
 log = logging.getLogger("arrivals.apply")
 AUTOMATIONS_DIR = Path(__file__).resolve().parent
@@ -20,7 +21,9 @@ AUTOMATIONS_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class DeploymentSpec:
-    entrypoint: str  # file path relative to the project root : flow function
+    # module:flow function. Runs import it as a module (the project is installed), so a
+    # run needs no pull step and the warm engine's already-imported module is used as is.
+    entrypoint: str
     name: str
     description: str
     cron: str | None = None
@@ -31,13 +34,13 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
     """Every deployment of the product. The clock and the training never share one."""
     return [
         DeploymentSpec(
-            "producer/flows.py:produce_batch",
+            "producer.flows:produce_batch",
             "producer",
             "Drops the next batch of the source dataset into the inbox on a cron schedule.",
             cron=settings.automation.cron_schedule,
         ),
         DeploymentSpec(
-            "consumer/flows.py:retrain",
+            "consumer.flows:retrain",
             "retrain-on-arrival",
             "Retrains when files arrive; run by the retrain-on-arrival automation.",
             # Coalescing: the running retrain claims every announced file and loops until
@@ -71,8 +74,8 @@ def flow_run_job_variables(settings: Settings) -> dict[str, str]:
 
 def apply_deployments(settings: Settings) -> dict[str, UUID]:
     """Create or update every deployment; returns ids by `flow/deployment` name."""
-    from prefect import Flow
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
 
     single_flight = ConcurrencyLimitConfig(
         limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
@@ -80,9 +83,11 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
     ids: dict[str, UUID] = {}
     job_variables = flow_run_job_variables(settings)
     for spec in deployment_specs(settings):
-        flow = Flow.from_source(str(PROJECT_ROOT), spec.entrypoint)
+        module, _, name = spec.entrypoint.partition(":")
+        flow = getattr(importlib.import_module(module), name)
         deployment = flow.to_deployment(
             name=spec.name,
+            entrypoint_type=EntrypointType.MODULE_PATH,
             work_pool_name=settings.services.work_pool,
             cron=spec.cron,
             description=spec.description,
