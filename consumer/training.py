@@ -105,6 +105,15 @@ class NotTrainable(ValueError):
     """The accepted data cannot train a classifier yet (for example a single class)."""
 
 
+def _predict_in_one_thread(pipeline: Pipeline) -> None:
+    """Fit in parallel, predict in one thread: a forest sums its trees' probabilities in
+    whatever order its threads finish, which changed log_loss in the last digit between two
+    identical trainings. Seeded fits are identical either way; one-thread sums are too."""
+    classifier = pipeline[-1]
+    if "n_jobs" in classifier.get_params():
+        classifier.set_params(n_jobs=1)
+
+
 def train_and_evaluate(
     accepted: pd.DataFrame,
     holdout: pd.DataFrame,
@@ -121,6 +130,7 @@ def train_and_evaluate(
         )
     pipeline = build_pipeline(model, dataset)
     pipeline.fit(x_train, y_train)
+    _predict_in_one_thread(pipeline)
     x_hold, y_hold = split_xy(holdout, dataset)
     return TrainResult(
         pipeline, evaluate(pipeline, x_hold, y_hold), len(train), len(holdout), leaked

@@ -61,9 +61,12 @@ def test_train_and_evaluate_on_the_pool(
 def test_training_is_reproducible(
     settings: Settings, pool: pd.DataFrame, holdout: pd.DataFrame
 ) -> None:
+    # Bit for bit, several times: a forest predicting in 2 threads differed in the last digit
+    # of log_loss about once in a dozen pairs.
     first = train_and_evaluate(pool, holdout, settings.dataset, settings.model)
-    second = train_and_evaluate(pool.copy(), holdout.copy(), settings.dataset, settings.model)
-    assert first.metrics == second.metrics
+    for _ in range(4):
+        again = train_and_evaluate(pool.copy(), holdout.copy(), settings.dataset, settings.model)
+        assert again.metrics == first.metrics
 
 
 @pytest.mark.parametrize("kind", ["logistic_regression", "hist_gradient_boosting"])
