@@ -1405,6 +1405,12 @@ def measure_bursts(
 
 def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -> None:
     rng = np.random.default_rng(args.seed)
+
+    def drops(stack: BenchStack, count: int) -> dict[str, Any]:
+        return measure_drops(
+            stack, count, rng, outside=args.stage_outside, timeout=args.drop_timeout
+        )
+
     if "latency" in args.parts or "burst" in args.parts:
 
         def first_stack() -> None:
@@ -1413,13 +1419,7 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
                     _guarded(
                         "latency",
                         report,
-                        lambda: measure_drops(
-                            stack,
-                            args.drops,
-                            rng,
-                            outside=args.stage_outside,
-                            timeout=args.drop_timeout,
-                        ),
+                        lambda: drops(stack, args.drops),
                     )
                 if "burst" in args.parts:
                     _guarded(
@@ -1440,13 +1440,7 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
         def default_polling() -> dict[str, Any]:
             overrides = {"services": {"worker_query_seconds": DEFAULT_POLL_SECONDS}}
             with running_stack(root / "poll-default", overrides) as stack:
-                return measure_drops(
-                    stack,
-                    args.default_polling_drops,
-                    rng,
-                    outside=args.stage_outside,
-                    timeout=args.drop_timeout,
-                )
+                return drops(stack, args.default_polling_drops)
 
         _guarded("default-polling", report, default_polling)
     if "retrain" in args.parts:

@@ -88,6 +88,10 @@ def _peer_uid(conn: socket.socket) -> int:
     return uid
 
 
+class ClientGone(ValueError):
+    """The client closed before its request was complete (a health probe does that)."""
+
+
 def _read_request(conn: socket.socket) -> Job:
     """The client's request: one JSON line, its stdio descriptors riding on the first bytes."""
     conn.settimeout(REQUEST_TIMEOUT_SECONDS)
@@ -97,7 +101,7 @@ def _read_request(conn: socket.socket) -> Job:
         while b"\n" not in buffer:
             chunk = conn.recv(65536)
             if not chunk:
-                raise ValueError("the client closed the connection mid-request")
+                raise ClientGone("the client closed the connection mid-request")
             buffer.extend(chunk)
         if len(fds) != 3:
             raise ValueError(f"expected 3 stdio descriptors, got {len(fds)}")
@@ -175,10 +179,11 @@ class WarmEngine:
             if _peer_uid(conn) != os.getuid():
                 raise PermissionError("a connection from another user")
             job = _read_request(conn)
+        except ClientGone:  # a health probe connects and closes: not worth a warning
+            conn.close()
+            return None
         except (OSError, ValueError) as error:
-            # A health probe connects and closes: that is not worth a warning.
-            if not isinstance(error, ValueError) or "closed" not in str(error):
-                log.warning("Refused a request: %s", error)
+            log.warning("Refused a request: %s", error)
             conn.close()
             return None
         # Whatever sits in our buffers would otherwise be written again by the child.

@@ -130,8 +130,12 @@ class RunningStack:
                 return False
             if any(self.settings.dirs.inbox.iterdir()):
                 return False
-            if self.status()["files"]["pending"]:
-                return False
+            ledger = self.ledger()
+            try:
+                if ledger.counts()["pending"]:
+                    return False
+            finally:
+                ledger.close()
             return not self.active_runs("retrain/retrain-on-arrival")
 
         wait_for(idle, timeout, "the stack to be idle")

@@ -13,7 +13,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,14 +103,12 @@ def test_the_socket_is_for_its_owner_only(engine):
 
 
 def test_without_an_engine_the_client_runs_the_cold_engine(tmp_path):
-    started = time.monotonic()
     run = client(tmp_path / "absent.sock", tmp_path, PREFECT__FLOW_RUN_ID="not-a-uuid")
     _out, err = run.communicate(timeout=120)
     assert "warm engine unavailable" in err
     # What `python -m prefect.engine` says of a bad flow run id: the cold engine ran.
     assert "Invalid flow run id" in err, err[-2000:]
     assert run.returncode == 1
-    assert time.monotonic() - started < 120
 
 
 def test_warm_start_is_off_when_disabled_or_when_the_socket_path_cannot_fit(tmp_path):
