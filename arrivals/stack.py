@@ -198,7 +198,10 @@ class Stack:
         if name.startswith("prefect") and name != "prefect-services":
             port = s.prefect_ports[self._index(name)]
             self._check_port_free(name, port)
-            argv = [_bin("prefect"), "server", "start", "--host", host, "--port", str(port)]
+            # `prefect server start`, with SQLite write transactions that cannot fail on a
+            # stale read (see arrivals/prefect_server.py).
+            argv = [sys.executable, "-m", "arrivals.prefect_server", "start"]
+            argv += ["--host", host, "--port", str(port)]
             if s.scaled:
                 argv.append("--no-services")  # the services run once, in prefect-services
             self._spawn(name, argv)

@@ -409,6 +409,10 @@ class Settings(_Strict):
             "PREFECT_API_URL": self.prefect_api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
+            # A database error that makes a client retry (a 503, seconds lost) goes to
+            # prefect.log with its traceback instead of being filtered out. On SQLite
+            # arrivals/prefect_server.py prevents the usual one.
+            "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
             "PREFECT_WORKER_QUERY_SECONDS": str(self.services.worker_query_seconds),
             "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.services.worker_query_seconds))),
         }
