@@ -309,8 +309,10 @@ def _run_retrain(settings: Settings) -> int:
     _use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
+    from automations.apply import RETRAIN_DEPLOYMENT
+
     run = run_deployment(
-        "retrain/retrain-on-arrival", parameters={"rebuild": True}, timeout=900, tags=["manual"]
+        RETRAIN_DEPLOYMENT, parameters={"rebuild": True}, timeout=900, tags=["manual"]
     )
     state = run.state
     log.info("Retrain run %s: %s", run.name, state.name if state else "?")

@@ -7,7 +7,7 @@ import importlib
 import logging
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from uuid import UUID
 
@@ -17,6 +17,7 @@ from shared.settings import Settings
 
 log = logging.getLogger("arrivals.apply")
 AUTOMATIONS_DIR = Path(__file__).resolve().parent
+RETRAIN_DEPLOYMENT = "retrain/retrain-on-arrival"  # flow/deployment, as the YAML names it
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class DeploymentSpec:
     description: str
     cron: str | None = None
     single_flight: bool = False  # at most one run at a time; a run started meanwhile is dropped
+    parameters: dict[str, object] = field(default_factory=dict)  # defaults of every run
 
 
 def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
@@ -48,8 +50,23 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
             # drops that extra run before a process starts (cheap, nothing lost: the file is
             # in the ledger). ENQUEUE would start one process per file, 30 s polls apart.
             single_flight=True,
+            # However a run starts, it keeps taking arrivals while its trigger ignores them.
+            parameters={"trigger_window_seconds": reactive_window(RETRAIN_DEPLOYMENT)},
         ),
     ]
+
+
+def reactive_window(deployment: str) -> float:
+    """The longest `within` of the reactive automations that run `deployment`, in seconds."""
+    return max(
+        (
+            float(definition["trigger"].get("within", 0))
+            for definition in automation_definitions()
+            if definition.get("deployment") == deployment
+            and definition["trigger"].get("posture") == "Reactive"
+        ),
+        default=0.0,
+    )
 
 
 def ensure_work_pool(settings: Settings) -> None:
@@ -93,6 +110,7 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
             description=spec.description,
             concurrency_limit=single_flight if spec.single_flight else None,
             job_variables=job_variables,
+            parameters=spec.parameters,
         )
         ids[f"{flow.name}/{spec.name}"] = deployment.apply(
             work_pool_name=settings.services.work_pool

@@ -6,6 +6,8 @@ mlflow are imported inside the stages, so a flow-run process starts fast.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
@@ -75,10 +77,19 @@ def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
 # Retries cover a passing outage (MLflow restarting): a failed attempt releases its claims,
 # the retry claims them again. What still fails is announced again by the sensor's sweep.
 @flow(name="retrain", retries=2, retry_delay_seconds=10)
-def retrain(sha256: str | None = None, event_id: str | None = None, rebuild: bool = False) -> dict:
+def retrain(
+    sha256: str | None = None,
+    event_id: str | None = None,
+    rebuild: bool = False,
+    event_occurred: datetime | None = None,
+    trigger_window_seconds: float = 0.0,
+) -> dict:
     """Retrain on every announced file: validate, train on all accepted data, promote if better.
 
     `rebuild`: train once even with no new file (after a retraction or a params change).
+    `event_occurred` (set by the automation) and `trigger_window_seconds` (the deployment's
+    default, from the automation's `within`): the run keeps taking arrivals until its
+    trigger listens again (see `consumer.retrain.listen_until`).
     """
     from shared.events import ConfirmedEmitter
     from shared.ledger import Ledger
@@ -97,16 +108,28 @@ def retrain(sha256: str | None = None, event_id: str | None = None, rebuild: boo
         logger=logger,
     )
     trigger = f"file {sha256[:12]}" if sha256 else "a manual run"
+    announced = [event_occurred.timestamp()] if event_occurred else []
     rounds: list[dict] = []
     try:
         # Single flight: keep taking what arrived during the last round, so a burst costs
-        # a few trainings in one process instead of one process per file.
-        for _ in range(settings.consumer.max_rounds_per_run):
+        # a few trainings in one process instead of one process per file; then what arrives
+        # while the trigger still ignores arrivals, which only this run can take.
+        while len(rounds) < settings.consumer.max_rounds_per_run:
             claimed = claim_files(ctx)
-            if not claimed:
+            if claimed:
+                logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
+                announced += [r.announced_at for r in claimed if r.announced_at is not None]
+                rounds.append(_train_round(ctx, claimed))
+                continue
+            until = stages.listen_until(announced, trigger_window_seconds)
+            if until is None or time.time() >= until:
                 break
-            logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
-            rounds.append(_train_round(ctx, claimed))
+            logger.info(
+                "Listening for arrivals until %s: the trigger ignores them until then",
+                datetime.fromtimestamp(until).strftime("%H:%M:%S.%f")[:-4],
+            )
+            if not stages.await_arrival(ledger, until):
+                break
         if not rounds and rebuild:
             logger.info("Rebuild: training on the accepted data as it is now.")
             rounds.append(_train_round(ctx, []))

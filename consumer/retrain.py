@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +66,47 @@ class Accepted:
 def claim(ctx: RetrainContext) -> list[FileRecord]:
     """Take every announced file (and expired claims): one run trains them together."""
     return ctx.ledger.claim_pending(ctx.run_id, ttl_seconds=ctx.settings.consumer.claim_ttl_seconds)
+
+
+# How long after a trigger's window a run still listens. The sensor records a file in the
+# ledger before it builds the file's event, and marks it announced (claimable) as soon as
+# Prefect accepts the event: about 10 ms here. A second covers a busy machine; a file later
+# still is announced again by the sensor's sweep.
+ANNOUNCE_MARGIN_SECONDS = 1.0
+LISTEN_POLL_SECONDS = 0.2
+
+
+def listen_until(announced_at: Iterable[float], window_seconds: float) -> float | None:
+    """Until when (epoch seconds) a run must keep taking arrivals; None: not at all.
+
+    The retrain automation's reactive trigger fires on an arrival, then ignores arrivals for
+    up to `window_seconds` after that event (automations/retrain_on_arrival.yaml). Any
+    arrival this run saw announced may have opened such a window: the event that started it,
+    and every file it claimed (their own runs were cancelled by single flight, their windows
+    still count). Nobody else will take what lands in those windows, so the run listens
+    until the last of them has closed instead of leaving it to the sensor's sweep.
+    """
+    latest = max(announced_at, default=None)
+    if latest is None or window_seconds <= 0:
+        return None
+    return latest + window_seconds + ANNOUNCE_MARGIN_SECONDS
+
+
+def await_arrival(
+    ledger: Ledger,
+    until: float | None,
+    *,
+    poll_seconds: float = LISTEN_POLL_SECONDS,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Wait until a file is claimable (True) or `until` has passed (False)."""
+    while not ledger.has_claimable():
+        remaining = (until or 0.0) - clock()
+        if remaining <= 0:
+            return False
+        sleep(min(poll_seconds, remaining))
+    return True
 
 
 def _reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> None:

@@ -279,16 +279,27 @@ class Ledger:
             )
 
     # -- claims (consumer side) ---------------------------------------------------------
+    def _claimable(self, now: float) -> sa.ColumnElement[bool]:
+        return sa.or_(
+            files_table.c.state == ANNOUNCED,
+            sa.and_(files_table.c.state == CLAIMED, files_table.c.claim_expires_at < now),
+        )
+
+    def has_claimable(self) -> bool:
+        """Whether `claim_pending` would find anything (a read: no lock, no write)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(files_table.c.sha256).where(self._claimable(self._clock())).limit(1)
+            ).first()
+        return found is not None
+
     def claim_pending(self, run_id: str, *, ttl_seconds: float) -> list[FileRecord]:
         """Atomically claim every announced file, and every claim that expired.
 
         One statement, so concurrent callers split the pending files and never share one.
         """
         now = self._clock()
-        claimable = sa.or_(
-            files_table.c.state == ANNOUNCED,
-            sa.and_(files_table.c.state == CLAIMED, files_table.c.claim_expires_at < now),
-        )
+        claimable = self._claimable(now)
         # PostgreSQL: lock the rows being claimed and skip rows another claimer holds, so
         # concurrent claimers never wait on each other nor share a file. SQLite serializes
         # writers anyway (and compiles no FOR UPDATE).

@@ -117,6 +117,9 @@ def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Pa
     # It started warm: a fork of the warm engine ran it (see arrivals.warm_engine).
     engine_log = (settings.dirs.logs / "engine.log").read_text()
     assert f"for flow run {record.claimed_by}" in engine_log
+    # No request hit a locked SQLite database and had to be retried (arrivals.prefect_server).
+    prefect_log = (settings.dirs.logs / "prefect.log").read_text()
+    assert "Encountered retryable exception" not in prefect_log
 
     # The file left the inbox for the archive; the history files say the same.
     assert not (settings.dirs.inbox / "hand_drop.csv").exists()
@@ -128,6 +131,44 @@ def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Pa
         assert status["files"] == ledger.counts()
     finally:
         ledger.close()
+
+
+def test_a_file_landing_while_the_trigger_ignores_arrivals_is_not_left_waiting(
+    stack: RunningStack, tmp_path: Path
+):
+    """The automation's trigger ignores arrivals for `within` s after it fires; the run it
+    started listens that long. A second file dropped as soon as the first is trained lands
+    in that window: the listening run takes it, on its first announcement. Before the run
+    listened, it had ended by then, and the file waited for the sensor's sweep to announce
+    it again (a second arrival event, 11 s later)."""
+    settings = stack.settings
+    _pause_producer(stack)
+    pool = training_pool(settings.dataset, settings.holdout)
+    first, second = tmp_path / "window_first.csv", tmp_path / "window_second.csv"
+    pool.iloc[:40].to_csv(first, index=False)
+    pool.iloc[40:80].to_csv(second, index=False)
+
+    subprocess.run(["cp", str(first), str(settings.dirs.inbox)], check=True)
+    ledger = stack.ledger()
+    try:
+        taken = wait_for(
+            lambda: (r := ledger.get(sha256_file(first))) and r.state == "trained" and r,
+            120,
+            "the first file to be trained",
+            every=0.05,
+        )
+        run_state = stack.prefect("GET", f"/flow_runs/{taken.claimed_by}").json()["state_type"]
+        subprocess.run(["cp", str(second), str(settings.dirs.inbox)], check=True)
+        record = stack.wait_terminal("window_second.csv")
+    finally:
+        ledger.close()
+
+    assert record.state == "trained", record.reason
+    arrived = stack.events("inbox.file.arrived", file_resource_id(record.sha256))
+    assert len(arrived) == 1, "announced again: no run took the file when it arrived"
+    if run_state == "RUNNING":  # the first run was listening when the second file landed
+        assert record.claimed_by == taken.claimed_by
+        assert int(record.model_version) == int(taken.model_version) + 1
 
 
 def test_run_manual_produces_batch_3_which_is_then_trained(stack: RunningStack):

@@ -65,7 +65,7 @@ def test_resolve_automation_maps_the_deployment_to_its_id(definition: dict) -> N
     (action,) = automation.actions
     assert action.type == "run-deployment"
     assert action.deployment_id == deployment_id
-    assert set(action.parameters) == {"sha256", "event_id"}
+    assert set(action.parameters) == {"sha256", "event_id", "event_occurred"}
     assert "event.payload.sha256" in action.parameters["sha256"]
 
     trigger = automation.trigger

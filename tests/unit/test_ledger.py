@@ -158,6 +158,18 @@ def test_only_announced_files_are_claimed_and_only_once(ledger: Ledger) -> None:
     assert ledger.get(sha("not-yet-announced.csv")).state == DETECTED
 
 
+def test_has_claimable_agrees_with_claim_pending(ledger: Ledger, clock) -> None:
+    assert not ledger.has_claimable()
+    arrive(ledger, "not-yet-announced.csv")
+    assert not ledger.has_claimable()
+    announced(ledger, "a.csv")
+    assert ledger.has_claimable()
+    assert len(ledger.claim_pending("run", ttl_seconds=TTL)) == 1
+    assert not ledger.has_claimable()
+    clock.advance(TTL + 1)  # the claim expired: a killed run's file is claimable again
+    assert ledger.has_claimable()
+
+
 def test_claims_come_oldest_first(ledger: Ledger, clock) -> None:
     names = ["c.csv", "a.csv", "b.csv"]
     for name in names:
