@@ -51,7 +51,7 @@ test-unit: install ## Only the tests that start no services
 
 # Fresh stacks in temporary homes on free ports, always stopped. Tables on stdout, JSON in
 # bench/results/ (git-ignored); `.venv/bin/python -m arrivals.bench --help` lists the options.
-bench: install ## Measure drop latency, bursts, retrain cost (~20 min; ARGS="--parts latency")
+bench: install ## Measure drop latency, bursts, retrain cost (~6 min here; ARGS="--parts latency")
 	$(BIN)/python -m arrivals.bench $(ARGS)
 
 lint: install ## ruff check + format check

@@ -5,6 +5,9 @@ The project's issue #4. Targets are measured and reported here, never asserted i
 Parts (choose with --parts; the default is all of them):
   latency          single drops into a fresh stack (worker poll from params.yaml); every
                    stage is timed with the ledger's, Prefect's and MLflow's own timestamps
+  window           pairs of drops, the second placed as soon as the first is decided: it
+                   lands while the automation's trigger ignores arrivals, and the run that
+                   took the first file must take it (not the sensor's sweep, 10 s later)
   burst            100, then 500 distinct files copied into the inbox by one `cp`
   default-polling  the single-drop latency again with Prefect's default 10 s worker poll
   retrain          the retrain stage alone (no servers) as accepted data grows to 1M rows
@@ -62,7 +65,7 @@ T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-PARTS = ("latency", "burst", "default-polling", "retrain")
+PARTS = ("latency", "window", "burst", "default-polling", "retrain")
 PARKED_CRON = "0 0 1 1 *"  # the producer's clock must not drop files while we measure
 DROP_ROWS = 20
 BURST_SIZES = (100, 500)
@@ -479,8 +482,8 @@ class BenchStack:
             if t.get("start_time") and t.get("end_time")
         ]
 
-    def event_received(self, name: str, resource_id: str) -> float | None:
-        """When Prefect first received event `name` about `resource_id`; None if it has none."""
+    def events_about(self, name: str, resource_id: str) -> list[dict]:
+        """The events `name` about `resource_id` that Prefect received (up to 50)."""
         body = {
             "filter": {
                 "event": {"name": [name]},
@@ -489,7 +492,11 @@ class BenchStack:
             },
             "limit": 50,
         }
-        found = self.prefect("POST", "/events/filter", json=body)["events"]
+        return self.prefect("POST", "/events/filter", json=body)["events"]
+
+    def event_received(self, name: str, resource_id: str) -> float | None:
+        """When Prefect first received event `name` about `resource_id`; None if it has none."""
+        found = self.events_about(name, resource_id)
         return min((_epoch(e["received"]) for e in found), default=None)
 
     def event_total(self, name: str, since: float) -> int:
@@ -695,6 +702,86 @@ def measure_drops(
             for key in dict.fromkeys(k for d in rest for k in d["inside_run"])
         },
     }
+
+
+def measure_window_drops(
+    stack: BenchStack, pairs: int, rng: np.random.Generator, *, timeout: float
+) -> dict[str, Any]:
+    """Pairs of drops, the second placed the moment the first is decided (see `PARTS`)."""
+    s = stack.settings
+    pool = training_pool(s.dataset, s.holdout)
+    floats = float_columns_of(s.dataset.columns)
+    seen: set[str] = set()
+    measured = []
+    for index in range(pairs):
+        stack.wait_idle()
+        data, first_sha = new_content(pool, DROP_ROWS, rng, floats, seen)
+        place_file(data, s.dirs.inbox, f"window-{index:03d}-first.csv")
+        first = wait_for(
+            lambda sha=first_sha: (r := stack.ledger.get(sha)) and r.finished_at and r,
+            timeout,
+            f"window pair {index}: the first file to be decided",
+            every=0.05,
+        )
+        data, sha = new_content(pool, DROP_ROWS, rng, floats, seen)
+        name = f"window-{index:03d}-second.csv"
+        complete = place_file(data, s.dirs.inbox, name)
+        record = stack.wait_terminal(sha, timeout)
+        announced = len(stack.events_about(FILE_ARRIVED, file_resource_id(sha)))
+        measured.append(
+            {
+                "name": name,
+                "state": record.state,
+                "placed_after_first_decided": complete - first.finished_at,
+                "champion_decided": record.finished_at - complete,
+                "same_run": record.claimed_by == first.claimed_by,
+                "announcements": announced,
+            }
+        )
+        log.info(
+            "window pair %d/%d: second file decided +%s s, by the first's run: %s, "
+            "announced %d time(s)",
+            index + 1,
+            pairs,
+            fmt(measured[-1]["champion_decided"]),
+            measured[-1]["same_run"],
+            announced,
+        )
+    return {
+        "pairs": measured,
+        "summary": summarize([m["champion_decided"] for m in measured]),
+        "taken_by_the_listening_run": sum(m["same_run"] for m in measured),
+        "announced_again": sum(m["announcements"] > 1 for m in measured),
+    }
+
+
+def render_window(part: dict[str, Any]) -> str:
+    """The window pairs as one table row."""
+    summary, pairs = part["summary"], len(part["pairs"])
+    row = [
+        "second file, placed when the first is decided",
+        fmt(pairs),
+        *(fmt(summary[k], 2) for k in ("p50", "p95", "max")),
+        f"{part['taken_by_the_listening_run']}/{pairs}",
+        f"{part['announced_again']}/{pairs}",
+    ]
+    headers = [
+        "drop into the trigger's window",
+        "pairs",
+        "champion p50",
+        "p95",
+        "max",
+        "taken by the listening run",
+        "announced again (sweep)",
+    ]
+    return "\n".join(
+        [
+            "## A file landing while the trigger ignores arrivals (seconds after file complete)",
+            "",
+            render_table(headers, [row]),
+            "",
+        ]
+    )
 
 
 # -- part 2: bursts ----------------------------------------------------------------------------
@@ -1277,6 +1364,8 @@ def render_report(report: dict[str, Any]) -> str:
     out += [render_stages(key, part) for key, part in polling]
     if polling:
         out.append(render_polling_comparison(polling))
+    if isinstance(window := report["parts"].get("window"), dict) and "error" not in window:
+        out.append(render_window(window))
     if isinstance(bursts := report["parts"].get("burst"), list):
         out.append(render_bursts(bursts))
     if isinstance(retrain := report["parts"].get("retrain"), list):
@@ -1311,6 +1400,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated parts to run (default: {','.join(PARTS)})",
     )
     parser.add_argument("--drops", type=int, default=20, help="timed single drops (default 20)")
+    parser.add_argument(
+        "--window-pairs", type=int, default=10, help="pairs of drops of `window` (default 10)"
+    )
     parser.add_argument(
         "--default-polling-drops",
         type=int,
@@ -1411,7 +1503,7 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
             stack, count, rng, outside=args.stage_outside, timeout=args.drop_timeout
         )
 
-    if "latency" in args.parts or "burst" in args.parts:
+    if {"latency", "window", "burst"} & set(args.parts):
 
         def first_stack() -> None:
             with running_stack(root / "poll-params", {}) as stack:
@@ -1420,6 +1512,14 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
                         "latency",
                         report,
                         lambda: drops(stack, args.drops),
+                    )
+                if "window" in args.parts:
+                    _guarded(
+                        "window",
+                        report,
+                        lambda: measure_window_drops(
+                            stack, args.window_pairs, rng, timeout=args.drop_timeout
+                        ),
                     )
                 if "burst" in args.parts:
                     _guarded(
@@ -1434,7 +1534,7 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
                         ),
                     )
 
-        _guarded("stack (latency, burst)", report, first_stack)
+        _guarded("stack (latency, window, burst)", report, first_stack)
     if "default-polling" in args.parts:
 
         def default_polling() -> dict[str, Any]:

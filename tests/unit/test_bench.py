@@ -10,6 +10,7 @@ from arrivals.bench import (
     float_columns_of,
     percentile,
     render_table,
+    render_window,
     summarize,
     synthetic_rows,
     typed_frame,
@@ -62,6 +63,30 @@ def test_render_table_lines_have_equal_width_with_wide_cells() -> None:
     lines = render_table(["a", "b", "c"], [["x" * 30, "—", 1], ["y", "z", 123456]]).splitlines()
     assert len({len(line) for line in lines}) == 1
     assert lines[1].count("|") == 4 and lines[1].endswith(":|")
+
+
+def test_render_window_counts_pairs_taken_by_the_listening_run_and_announced_again() -> None:
+    pairs = [
+        {"champion_decided": 1.0, "same_run": True, "announcements": 1},
+        {"champion_decided": 12.0, "same_run": False, "announcements": 2},
+    ]
+    part = {
+        "pairs": pairs,
+        "summary": summarize([p["champion_decided"] for p in pairs]),
+        "taken_by_the_listening_run": 1,
+        "announced_again": 1,
+    }
+    row = render_window(part).splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells == [
+        "second file, placed when the first is decided",
+        "2",
+        "6.50",
+        "11.45",
+        "12.00",
+        "1/2",
+        "1/2",
+    ]
 
 
 def test_render_table_refuses_ragged_rows() -> None:
