@@ -5,9 +5,10 @@ The project's issue #4. Targets are measured and reported here, never asserted i
 Parts (choose with --parts; the default is all of them):
   latency          single drops into a fresh stack (worker poll from params.yaml); every
                    stage is timed with the ledger's, Prefect's and MLflow's own timestamps
-  window           pairs of drops, the second placed as soon as the first is decided: it
-                   lands while the automation's trigger ignores arrivals, and the run that
-                   took the first file must take it (not the sensor's sweep, 10 s later)
+  window           pairs of drops, the second placed as soon as the first run has judged
+                   its version (its last round is over): it lands while the automation's
+                   trigger ignores arrivals, so the run that took the first file must take
+                   it (else it waits for the sensor's sweep, 10 s later)
   burst            100, then 500 distinct files copied into the inbox by one `cp`
   default-polling  the single-drop latency again with Prefect's default 10 s worker poll
   retrain          the retrain stage alone (no servers) as accepted data grows to 1M rows
@@ -707,7 +708,7 @@ def measure_drops(
 def measure_window_drops(
     stack: BenchStack, pairs: int, rng: np.random.Generator, *, timeout: float
 ) -> dict[str, Any]:
-    """Pairs of drops, the second placed the moment the first is decided (see `PARTS`)."""
+    """Pairs of drops, the second placed the moment the first run has judged (see `PARTS`)."""
     s = stack.settings
     pool = training_pool(s.dataset, s.holdout)
     floats = float_columns_of(s.dataset.columns)
@@ -717,12 +718,19 @@ def measure_window_drops(
         stack.wait_idle()
         data, first_sha = new_content(pool, DROP_ROWS, rng, floats, seen)
         place_file(data, s.dirs.inbox, f"window-{index:03d}-first.csv")
-        first = wait_for(
-            lambda sha=first_sha: (r := stack.ledger.get(sha)) and r.finished_at and r,
+        run_id = wait_for(
+            lambda sha=first_sha: (r := stack.ledger.get(sha)) and r.claimed_by,
             timeout,
-            f"window pair {index}: the first file to be decided",
+            f"window pair {index}: a run to claim the first file",
             every=0.05,
         )
+        wait_for(
+            lambda run=run_id: any(t == "register_and_judge" for t, *_ in stack.task_spans(run)),
+            timeout,
+            f"window pair {index}: the first run to judge its version",
+            every=0.05,
+        )
+        decided = stack.ledger.get(first_sha).finished_at
         data, sha = new_content(pool, DROP_ROWS, rng, floats, seen)
         name = f"window-{index:03d}-second.csv"
         complete = place_file(data, s.dirs.inbox, name)
@@ -732,9 +740,9 @@ def measure_window_drops(
             {
                 "name": name,
                 "state": record.state,
-                "placed_after_first_decided": complete - first.finished_at,
+                "placed_after_first_decided": complete - decided if decided else None,
                 "champion_decided": record.finished_at - complete,
-                "same_run": record.claimed_by == first.claimed_by,
+                "same_run": record.claimed_by == run_id,
                 "announcements": announced,
             }
         )
@@ -759,7 +767,7 @@ def render_window(part: dict[str, Any]) -> str:
     """The window pairs as one table row."""
     summary, pairs = part["summary"], len(part["pairs"])
     row = [
-        "second file, placed when the first is decided",
+        "second file, placed when the first run has judged",
         fmt(pairs),
         *(fmt(summary[k], 2) for k in ("p50", "p95", "max")),
         f"{part['taken_by_the_listening_run']}/{pairs}",

@@ -79,7 +79,7 @@ def test_render_window_counts_pairs_taken_by_the_listening_run_and_announced_aga
     row = render_window(part).splitlines()[-1]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells == [
-        "second file, placed when the first is decided",
+        "second file, placed when the first run has judged",
         "2",
         "6.50",
         "11.45",
