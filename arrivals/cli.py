@@ -15,6 +15,7 @@ from shared.logs import setup_logging
 from shared.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("arrivals")
+RETRAIN_TIMEOUT_SECONDS = 900.0  # `retrain` / `retract` wait this long for their run
 
 
 def _use_prefect_of(settings: Settings) -> None:
@@ -305,18 +306,72 @@ def cmd_retrain(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _run_retrain(settings: Settings) -> int:
-    """Run the retrain deployment once with rebuild=True, and wait for it."""
+    """Run the retrain deployment once with rebuild=True, and wait for it.
+
+    The deployment is single flight: a run that starts while another retrain runs (or, after
+    an arrival, listens for more for a few seconds) is cancelled. So this waits for its turn,
+    and submits again if an automation's run slipped in first.
+    """
     _use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
     from automations.apply import RETRAIN_DEPLOYMENT
 
-    run = run_deployment(
-        RETRAIN_DEPLOYMENT, parameters={"rebuild": True}, timeout=900, tags=["manual"]
-    )
-    state = run.state
+    deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
+    while True:
+        _wait_until_no_retrain_runs(deadline)
+        run = run_deployment(
+            RETRAIN_DEPLOYMENT,
+            parameters={"rebuild": True},
+            timeout=max(1.0, deadline - time.monotonic()),
+            tags=["manual"],
+        )
+        state = run.state
+        lost_the_race = (
+            state is not None
+            and state.is_cancelled()
+            and "concurrency limit" in (state.message or "")
+            and time.monotonic() < deadline
+        )
+        if not lost_the_race:
+            break
+        log.info("Another retrain started first; submitting again once it has ended")
     log.info("Retrain run %s: %s", run.name, state.name if state else "?")
     return 0 if state is not None and state.is_completed() else 1
+
+
+def _wait_until_no_retrain_runs(deadline: float) -> None:
+    """Until no retrain run is scheduled, pending or running (or the deadline passes)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    from automations.apply import RETRAIN_DEPLOYMENT
+
+    active = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RETRAIN_DEPLOYMENT)
+        said = False
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))
+                ),
+                limit=1,
+            )
+            if not runs:
+                return
+            if not said:
+                log.info("Waiting for retrain run %s to end (one retrain at a time)", runs[0].name)
+                said = True
+            time.sleep(0.5)
 
 
 def _run_producer(settings: Settings, batch: int) -> int:
