@@ -735,7 +735,14 @@ def measure_window_drops(
         name = f"window-{index:03d}-second.csv"
         complete = place_file(data, s.dirs.inbox, name)
         record = stack.wait_terminal(sha, timeout)
-        announced = len(stack.events_about(FILE_ARRIVED, file_resource_id(sha)))
+        # Prefect persists events in batches: wait until the first one is there.
+        announced = len(
+            wait_for(
+                lambda sha=sha: stack.events_about(FILE_ARRIVED, file_resource_id(sha)),
+                30,
+                f"the arrival event of {name} in Prefect's event feed",
+            )
+        )
         measured.append(
             {
                 "name": name,
