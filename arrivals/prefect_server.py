@@ -12,7 +12,7 @@ Prefect's own SQLite configuration explains the cure in a comment ("this can be 
 using the IMMEDIATE transaction mode") and uses it for the trigger's writes. Here every write
 transaction begins IMMEDIATE: a writer that finds the lock taken waits (busy timeout 60 s)
 instead of failing. SQLite allows one writer at a time anyway, and reads outside write
-transactions are untouched. The configuration is installed through Prefect's documented
+transactions are untouched. The configuration is installed through Prefect's public
 injection point (`set_database_config`), before the server builds its app. On PostgreSQL
 nothing changes.
 """
