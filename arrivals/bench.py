@@ -943,7 +943,7 @@ def build_accepted_home(folder: Path, config: Path, rows: int, rng: np.random.Ge
             n = min(RETRAIN_FILE_ROWS, rows - index * RETRAIN_FILE_ROWS)
             frame = typed_frame(synthetic_rows(pool, n, rng, floats), settings.dataset.columns)
             tmp = dirs.accepted / f".synthetic-{index}.parquet.tmp"
-            frame.to_parquet(tmp, index=False)  # as consumer.retrain.ingest writes its copies
+            frame.to_parquet(tmp, index=False)  # as consumer.ingest.ingest writes its copies
             sha, size = sha256_file(tmp), tmp.stat().st_size
             tmp.replace(dirs.accepted / f"{sha}.parquet")
             name = f"synthetic-{index:04d}.csv"
@@ -1000,7 +1000,9 @@ def retrain_child(spec: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet  # noqa: F401  imported by the first read_parquet; not the stage's cost
 
     import consumer.training as training
+    from consumer import ingest as ingesting
     from consumer import retrain as stages
+    from consumer.context import RetrainContext
 
     settings = load_settings()
     settings = settings.model_copy(
@@ -1018,15 +1020,15 @@ def retrain_child(spec: dict[str, Any]) -> dict[str, Any]:
     )
     record = _new_record(spec["new_rows"])
     ledger = Ledger(settings.ledger_url)
-    ctx = stages.RetrainContext(
+    ctx = RetrainContext(
         settings=settings, ledger=ledger, emitter=_NoEmitter(), run_id="bench-retrain", logger=log
     )
-    new = stages.Accepted(record, settings.dirs.archive / record.name, frame)
+    new = ingesting.Accepted(record, settings.dirs.archive / record.name, frame)
     rss_before = _peak_rss_mb()
     parts = {"read": 0.0, "fit_and_evaluate": 0.0}
     try:
         with (
-            _timed(stages, "_load_accepted", parts, "read"),
+            _timed(stages, "load_accepted", parts, "read"),
             _timed(training, "train_and_evaluate", parts, "fit_and_evaluate"),
         ):
             started = time.perf_counter()

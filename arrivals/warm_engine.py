@@ -49,6 +49,8 @@ PRELOAD = (
     "producer.flows",
     "consumer.flows",
     "consumer.retrain",
+    "consumer.ingest",
+    "consumer.judge",
     "consumer.training",
     "consumer.validate",
     "consumer.registry",

@@ -15,14 +15,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run, task_run
 
+from consumer import ingest as ingesting
 from consumer import retrain as stages
+from consumer.context import RetrainContext
 
 if TYPE_CHECKING:
     from shared.ledger import FileRecord
 
 
 @task(cache_policy=NO_CACHE)
-def claim_files(ctx: stages.RetrainContext) -> list[FileRecord]:
+def claim_files(ctx: RetrainContext) -> list[FileRecord]:
     """Claim every announced file for this run."""
     return stages.claim(ctx)
 
@@ -35,21 +37,21 @@ def _ingest_run_name() -> str:
 # One task run per round, not per file: a task run costs Prefect about 0.07 s here, which was
 # most of a 500-file burst. Each file's outcome is in the ledger, the log and its events.
 @task(cache_policy=NO_CACHE, task_run_name=_ingest_run_name)
-def ingest_files(ctx: stages.RetrainContext, records: list[FileRecord]) -> list[stages.Accepted]:
+def ingest_files(ctx: RetrainContext, records: list[FileRecord]) -> list[ingesting.Accepted]:
     """Validate the claimed files; accept each into the archive or quarantine it with a reason."""
-    accepted = [accepted for record in records if (accepted := stages.ingest(ctx, record))]
+    accepted = [accepted for record in records if (accepted := ingesting.ingest(ctx, record))]
     ctx.logger.info("Accepted %d of %d file(s)", len(accepted), len(records))
     return accepted
 
 
 @task(cache_policy=NO_CACHE)
-def train_model(ctx: stages.RetrainContext, new: list[stages.Accepted]) -> stages.Trained:
+def train_model(ctx: RetrainContext, new: list[ingesting.Accepted]) -> stages.Trained:
     """Train on all accepted data and evaluate on the fixed holdout."""
     return stages.train(ctx, new)
 
 
 @task(cache_policy=NO_CACHE)
-def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> dict:
+def register_and_judge(ctx: RetrainContext, trained: stages.Trained) -> dict:
     """Register the challenger in MLflow and move `champion` only if it is better."""
     retracted = {record.sha256 for record in ctx.ledger.files("retracted")}
     summary = stages.register_and_judge(ctx, trained, retracted=retracted)
@@ -61,7 +63,7 @@ def register_and_judge(ctx: stages.RetrainContext, trained: stages.Trained) -> d
     return summary
 
 
-def _train_round(ctx: stages.RetrainContext, claimed: list[FileRecord]) -> dict:
+def _train_round(ctx: RetrainContext, claimed: list[FileRecord]) -> dict:
     from consumer.training import NotTrainable
 
     accepted = ingest_files(ctx, claimed) if claimed else []
@@ -98,7 +100,7 @@ def retrain(
     settings = load_settings()
     logger = get_run_logger()
     ledger = Ledger(settings.ledger_url)
-    ctx = stages.RetrainContext(
+    ctx = RetrainContext(
         settings=settings,
         ledger=ledger,
         emitter=ConfirmedEmitter(settings.prefect_api_url),

@@ -1,66 +1,28 @@
 """The retrain, stage by stage, with no Prefect in it (the flow wraps each stage in a task).
 
-Trust boundary: a file is opened only through its ledger row, and only when the recorded
-path lies inside the data folder. Nothing here reads a path from event parameters.
+Ingest lives in `consumer.ingest`; the shared run context in `consumer.context`.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from consumer.context import RetrainContext, now_iso
+from consumer.ingest import Accepted, load_accepted
 from shared import events
-from shared.fs import atomic_write_json, is_within, move_into, read_json
+from shared.fs import atomic_write_json, read_json
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from shared.ledger import FileRecord, Ledger
-    from shared.settings import Settings
 
-log = logging.getLogger(__name__)
 LARGE_ROWS = 100_000  # from this size on a retrain logs each step (reading, fitting)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass
-class RetrainContext:
-    """What every stage of one retrain run shares."""
-
-    settings: Settings
-    ledger: Ledger
-    emitter: events.Emitter
-    run_id: str
-    run_name: str = ""
-    trigger_event_id: str | None = None
-    logger: Any = field(default=log)
-
-    @property
-    def run_url(self) -> str:
-        return f"{self.settings.prefect_ui_url}/runs/flow-run/{self.run_id}"
-
-    def run_related(self) -> dict[str, str]:
-        return {
-            "prefect.resource.id": f"prefect.flow-run.{self.run_id}",
-            "prefect.resource.role": "flow-run",
-            "prefect.resource.name": self.run_name,
-        }
-
-
-@dataclass(frozen=True)
-class Accepted:
-    record: FileRecord
-    path: Path
-    frame: pd.DataFrame
 
 
 def claim(ctx: RetrainContext) -> list[FileRecord]:
@@ -109,64 +71,6 @@ def await_arrival(
     return True
 
 
-def _reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> None:
-    dirs = ctx.settings.dirs
-    where = move_into(path, dirs.quarantine, record.name) if path.exists() else path
-    atomic_write_json(
-        where.with_name(where.name + ".reason.json"),
-        {
-            "file": record.name,
-            "sha256": record.sha256,
-            "reason": reason,
-            "rejected_at": _now(),
-            "run": ctx.run_url,
-            "release": f"fix the file in place, then: arrivals release {where.name}",
-        },
-    )
-    ctx.ledger.mark_rejected(record.sha256, run_id=ctx.run_id, reason=reason, path=str(where))
-    ctx.logger.warning("Rejected %s: %s (moved to %s)", record.name, reason, where)
-    _emit(
-        ctx,
-        events.file_event(
-            events.FILE_REJECTED,
-            sha256=record.sha256,
-            file_name=record.name,
-            payload={"name": record.name, "reason": reason, "quarantine_path": str(where)},
-            id=events.event_id(events.FILE_REJECTED, record.sha256),
-            related=[ctx.run_related()],
-        ),
-    )
-
-
-def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
-    """Validate one claimed file: accepted files move to the archive, bad ones to quarantine."""
-    from consumer.validate import Rejected, validate_csv
-
-    dirs = ctx.settings.dirs
-    path = Path(record.stored_path)
-    if not is_within(path, dirs.data) or path.is_symlink():
-        # Never open it: the path did not come from the sensor's own recording.
-        _reject(ctx, record, Path("/nonexistent"), f"recorded path {path} is outside {dirs.data}")
-        return None
-    if not path.is_file():
-        _reject(ctx, record, path, f"file vanished from {path} before it could be read")
-        return None
-    try:
-        frame = validate_csv(path, ctx.settings.dataset)
-    except Rejected as rejection:
-        _reject(ctx, record, path, str(rejection))
-        return None
-    if not is_within(path, dirs.archive):
-        path = move_into(path, dirs.archive, record.name)
-        ctx.ledger.set_stored_path(record.sha256, str(path))
-    copy = _accepted_copy(ctx, record.sha256)
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = copy.with_name(f".{copy.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(copy)
-    return Accepted(record, path, frame)
-
-
 @dataclass(frozen=True)
 class Trained:
     result: Any  # consumer.training.TrainResult
@@ -174,22 +78,6 @@ class Trained:
     earlier: list[FileRecord]  # the accepted files this training read besides the new ones
     holdout: pd.DataFrame
     prequential: dict[str, float]  # the champion scored on the new rows before training
-
-
-def _accepted_copy(ctx: RetrainContext, sha256: str) -> Path:
-    return ctx.settings.dirs.accepted / f"{sha256}.parquet"
-
-
-def _load_accepted(ctx: RetrainContext, record: FileRecord) -> pd.DataFrame:
-    """The typed rows of an accepted file: its Parquet copy, else its archived CSV again."""
-    import pandas as pd
-
-    from consumer.validate import validate_csv
-
-    copy = _accepted_copy(ctx, record.sha256)
-    if copy.exists():
-        return pd.read_parquet(copy)
-    return validate_csv(Path(record.stored_path), ctx.settings.dataset)
 
 
 def files_in_window(earlier: list[FileRecord], budget: int) -> list[FileRecord]:
@@ -242,7 +130,7 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     earlier_rows = sum(r.rows or 0 for r in earlier)
     if earlier_rows >= LARGE_ROWS:  # a large retrain says what it is doing
         ctx.logger.info("Reading %d accepted file(s), %d rows", len(earlier), earlier_rows)
-    frames = [_load_accepted(ctx, r) for r in earlier] + [a.frame for a in new]
+    frames = [load_accepted(ctx, r) for r in earlier] + [a.frame for a in new]
     if not frames:
         raise NotTrainable("no accepted data to train on")
     accepted = apply_policy(pd.concat(frames, ignore_index=True), settings.training)
@@ -469,7 +357,7 @@ def _promote_export(ctx: RetrainContext, registry: Any, version: str) -> None:
                 {"name": r.name, "sha256": r.sha256, "rows": r.rows}
                 for r, _new in ctx.ledger.files_of_version(version)
             ],
-            "promoted_at": _now(),
+            "promoted_at": now_iso(),
             "flow_run": ctx.run_url,
         },
     )
@@ -481,7 +369,7 @@ def _write_history(ctx: RetrainContext, summary: dict, trained: Trained) -> list
     Returns every version's record so far, oldest first.
     """
     dirs = ctx.settings.dirs
-    at = _now()
+    at = now_iso()
     atomic_write_json(
         dirs.metrics / f"version-{summary['version']}.json",
         {**summary, "at": at, "flow_run": ctx.run_url},
@@ -558,7 +446,7 @@ def _announce_model(ctx: RetrainContext, summary: dict, trained: Trained) -> Non
                 related=related,
             )
         )
-    _emit(ctx, *out)
+    ctx.emit(*out)
 
 
 def render_report(summary: dict[str, Any]) -> str:
@@ -590,15 +478,6 @@ def render_report(summary: dict[str, Any]) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _emit(ctx: RetrainContext, *out: events.Event) -> None:
-    try:
-        ctx.emitter.emit(out)
-    except events.EventNotDelivered as error:
-        # The ledger and the registry are the record; a lost notification must not undo
-        # them (failing here would release the claims and train the same files twice).
-        ctx.logger.error("Events %s not delivered: %s", [e.event for e in out], error)
 
 
 def keep_without_model(ctx: RetrainContext, new: list[Accepted], reason: str) -> dict[str, Any]:

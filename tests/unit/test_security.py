@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer import retrain as stages
+from consumer.context import RetrainContext
+from consumer.ingest import ingest
 from shared.events import FILE_ARRIVED, prefect_headers
 from shared.ledger import Ledger
 from shared.settings import PROJECT_ROOT, SettingsError, load_settings
@@ -102,11 +103,11 @@ def test_odd_names_are_detected_announced_and_ingested_as_plain_data(rig, settin
     announced = {e.payload["name"] for e in rig.emitter.named(FILE_ARRIVED)}
     assert set(ODD_NAMES) <= announced
 
-    ctx = stages.RetrainContext(
+    ctx = RetrainContext(
         settings=settings, ledger=rig.ledger, emitter=FakeEmitter(), run_id="run-odd"
     )
     for record in rig.ledger.claim_pending("run-odd", ttl_seconds=60):
-        accepted = stages.ingest(ctx, record)
+        accepted = ingest(ctx, record)
         assert accepted is not None, record.name
         assert accepted.path.parent == settings.dirs.archive
         assert accepted.path.name == record.name  # kept verbatim, not interpreted
@@ -139,10 +140,8 @@ def test_oversized_file_is_rejected_with_the_limit_named(settings, tmp_path):
     )
     ledger.mark_announced(arrival.id)
     (record,) = ledger.claim_pending("run-big", ttl_seconds=60)
-    ctx = stages.RetrainContext(
-        settings=big, ledger=ledger, emitter=FakeEmitter(), run_id="run-big"
-    )
-    assert stages.ingest(ctx, record) is None
+    ctx = RetrainContext(settings=big, ledger=ledger, emitter=FakeEmitter(), run_id="run-big")
+    assert ingest(ctx, record) is None
     rejected = ledger.get("b" * 64)
     assert rejected.state == "rejected"
     assert "100-byte limit" in rejected.reason

@@ -1,0 +1,53 @@
+"""What every stage of one retrain run shares: settings, ledger, emitter, the run's identity."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from shared import events
+
+if TYPE_CHECKING:
+    from shared.ledger import Ledger
+    from shared.settings import Settings
+
+log = logging.getLogger("consumer.retrain")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class RetrainContext:
+    """What every stage of one retrain run shares."""
+
+    settings: Settings
+    ledger: Ledger
+    emitter: events.Emitter
+    run_id: str
+    run_name: str = ""
+    trigger_event_id: str | None = None
+    logger: Any = field(default=log)
+
+    @property
+    def run_url(self) -> str:
+        return f"{self.settings.prefect_ui_url}/runs/flow-run/{self.run_id}"
+
+    def run_related(self) -> dict[str, str]:
+        return {
+            "prefect.resource.id": f"prefect.flow-run.{self.run_id}",
+            "prefect.resource.role": "flow-run",
+            "prefect.resource.name": self.run_name,
+        }
+
+    def emit(self, *out: events.Event) -> None:
+        """Send events; a delivery failure is logged, never raised."""
+        try:
+            self.emitter.emit(out)
+        except events.EventNotDelivered as error:
+            # The ledger and the registry are the record; a lost notification must not undo
+            # them (failing here would release the claims and train the same files twice).
+            self.logger.error("Events %s not delivered: %s", [e.event for e in out], error)
