@@ -119,7 +119,7 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     import pandas as pd
 
     from consumer.training import NotTrainable, apply_policy, train_and_evaluate
-    from shared.dataset import ensure_holdout
+    from consumer.holdout import load_holdout
 
     settings = ctx.settings
     earlier = ctx.ledger.files("trained")
@@ -141,7 +141,7 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
             len(accepted),
             settings.training.policy,
         )
-    holdout = pd.read_csv(ensure_holdout(settings.dataset, settings.holdout, settings.dirs.holdout))
+    holdout = load_holdout(settings, ctx.ledger).frame
     prequential = prequential_score(ctx, new)
     result = train_and_evaluate(accepted, holdout, settings.dataset, settings.model)
     ctx.logger.info(
