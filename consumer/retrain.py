@@ -118,8 +118,8 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     """Fit on the accepted data (all, or what the training policy keeps) plus the new files."""
     import pandas as pd
 
-    from consumer.training import NotTrainable, apply_policy, train_and_evaluate
     from consumer.holdout import load_holdout
+    from consumer.training import NotTrainable, apply_policy, train_and_evaluate
 
     settings = ctx.settings
     earlier = ctx.ledger.files("trained")
