@@ -1,4 +1,5 @@
-"""The `arrivals` command: up, down, status, events, drop, release, lineage, retract, retrain."""
+"""The `arrivals` command: up, down, status, events, drop, release, lineage, accept, retract,
+retrain."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _use_prefect_of(settings: Settings) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from arrivals.stack import Stack, StackError
-    from automations.apply import apply_all
+    from automations.apply import apply_all, producer_off_reason
 
     _use_prefect_of(settings)
     stack = Stack(settings)
@@ -40,6 +41,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     log.info("MLflow UI:  %s", settings.mlflow_url)
     log.info("Inbox:      %s  (drop CSVs here)", settings.dirs.inbox)
     log.info("Logs:       %s", settings.dirs.logs)
+    producer_off = producer_off_reason(settings)
+    if producer_off is not None:
+        log.info("Producer:   off: %s", producer_off)
     if args.detach:
         return 0
     return _follow(settings, stack)
@@ -167,6 +171,17 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
     if args.batch is not None:
+        from automations.apply import producer_off_reason
+
+        producer_off = producer_off_reason(settings)
+        if producer_off is not None:
+            log.error(
+                "Cannot produce batch %d: the demo producer is off, %s; "
+                "drop a file of your own instead: arrivals drop FILE",
+                args.batch,
+                producer_off,
+            )
+            return 2
         return _run_producer(settings, args.batch)
     source = Path(args.file)
     if not source.is_file():
@@ -239,6 +254,7 @@ def cmd_lineage(settings: Settings, args: argparse.Namespace) -> int:
                         "rows": r.rows,
                         "state": r.state,
                         "first_trained_here": new,
+                        "note": r.reason,  # e.g. "accepted 58 of 60 rows (2 dropped: …)"
                     }
                     for r, new in files
                 ],
@@ -272,13 +288,16 @@ def cmd_lineage(settings: Settings, args: argparse.Namespace) -> int:
         sys.stdout.write(f"{settings.model.name} v{result['version']} was trained on:\n")
         for f in result["files"]:
             mark = " (new here)" if f["first_trained_here"] else ""
-            sys.stdout.write(f"  {f['name']:<40} {f['sha256'][:12]} {f['rows']} rows{mark}\n")
+            note = f": {f['note']}" if f["note"] else ""
+            sys.stdout.write(f"  {f['name']:<40} {f['sha256'][:12]} {f['rows']} rows{mark}{note}\n")
     else:
         f = result["file"]
         versions = ", ".join(f"v{v}" for v in result["versions"]) or "none"
         sys.stdout.write(
             f"{f['name']} ({f['sha256'][:12]}, {f['state']}) is in versions: {versions}\n"
         )
+        if f["reason"]:  # why it was rejected, or e.g. "accepted 58 of 60 rows (2 dropped: …)"
+            sys.stdout.write(f"  {f['reason']}\n")
     return 0
 
 
@@ -293,11 +312,34 @@ def cmd_retract(settings: Settings, args: argparse.Namespace) -> int:
             log.error("no file named %s (or with that sha256) in the ledger", args.file)
             return 2
         if not ledger.retract(record.sha256, args.reason):
-            log.error("%s is %s, not trained: nothing to retract", record.name, record.state)
+            log.error(
+                "%s is %s, neither trained nor suspect: nothing to retract",
+                record.name,
+                record.state,
+            )
             return 2
     finally:
         ledger.close()
     log.info("Retracted %s (%s); retraining without it", record.name, record.sha256[:12])
+    return _run_retrain(settings)
+
+
+def cmd_accept(settings: Settings, args: argparse.Namespace) -> int:
+    """Vouch for a suspect file: it is training data again, and a retrain runs with it."""
+    from shared.ledger import Ledger
+
+    ledger = Ledger(settings.ledger_url)
+    try:
+        record = ledger.find(args.file)
+        if record is None:
+            log.error("no file named %s (or with that sha256) in the ledger", args.file)
+            return 2
+        if not ledger.accept_suspect(record.sha256, f"suspect, accepted: {args.reason}"):
+            log.error("%s is %s, not suspect: nothing to accept", record.name, record.state)
+            return 2
+    finally:
+        ledger.close()
+    log.info("Accepted %s (%s); retraining with it", record.name, record.sha256[:12])
     return _run_retrain(settings)
 
 
@@ -379,8 +421,10 @@ def _run_producer(settings: Settings, batch: int) -> int:
     _use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
+    from automations.apply import PRODUCER_DEPLOYMENT
+
     run = run_deployment(
-        "produce-batch/producer", parameters={"batch": batch}, timeout=120, tags=["manual"]
+        PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]
     )
     state = run.state
     log.info("Producer run %s for batch %d: %s", run.name, batch, state.name if state else "?")
@@ -433,7 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--version", type=int, help="list the files behind this model version")
     lineage.add_argument("--json", action="store_true")
     lineage.set_defaults(handler=cmd_lineage)
-    retract = sub.add_parser("retract", help="mark a trained file bad and retrain without it")
+    accept = sub.add_parser("accept", help="vouch for a suspect file and retrain with it")
+    accept.add_argument("file", help="a file name or sha256 (prefix of 8+)")
+    accept.add_argument("--reason", default="vouched for by an operator")
+    accept.set_defaults(handler=cmd_accept)
+    retract = sub.add_parser(
+        "retract", help="mark a trained or suspect file bad and retrain without it"
+    )
     retract.add_argument("file", help="a file name or sha256 (prefix of 8+)")
     retract.add_argument("--reason", default="retracted by an operator")
     retract.set_defaults(handler=cmd_retract)

@@ -24,6 +24,7 @@ PROJECT_EVENTS = (
     names.FILE_ARRIVED,
     names.FILE_DUPLICATE,
     names.FILE_REJECTED,
+    names.FILE_SUSPECT,
     names.VERSION_REGISTERED,
     names.CHAMPION_PROMOTED,
 )
@@ -131,6 +132,11 @@ def describe(event: dict[str, Any], metric: str | None = None) -> tuple[str, str
         )
     if kind == names.FILE_REJECTED:
         return "rejected", f"{_name(event)}: {shorten(payload.get('reason', '?'), 160)}"
+    if kind == names.FILE_SUSPECT:
+        return "SUSPECT", (
+            f"{_name(event)} held out of training: {shorten(payload.get('reason', '?'), 200)} "
+            f"(`arrivals accept {_name(event)}` or `arrivals retract {_name(event)}`)"
+        )
     if kind == names.VERSION_REGISTERED:
         metrics = payload.get("metrics", {}) or {}
         key = metric if metric in metrics else next(iter(sorted(metrics)), None)
@@ -144,9 +150,11 @@ def describe(event: dict[str, Any], metric: str | None = None) -> tuple[str, str
         new, old = payload.get("new_version", "?"), payload.get("old_version")
         model = str(resource.get("prefect.resource.name", "")).rsplit(" v", 1)[0]
         why = "first champion" if old is None else f"was v{old}"
-        delta = payload.get("delta")
+        delta, low, high = (payload.get(k) for k in ("delta", "delta_ci_low", "delta_ci_high"))
         if isinstance(delta, int | float) and old is not None:
             why += f", {payload.get('metric', 'metric')} {delta:+.4f}"
+            if isinstance(low, int | float) and isinstance(high, int | float):
+                why += f" [CI {low:+.4f}, {high:+.4f}]"
         return "promoted", f"{model} v{new} -> champion ({why})".strip()
     if kind == names.SENSOR_HEARTBEAT:
         watching = "watching" if payload.get("watching") else "NOT watching"

@@ -300,12 +300,15 @@ class Stack:
 
     def up(self, apply: Callable[[Settings], None]) -> dict[str, ServiceStatus]:
         """Start whatever is not running, apply deployments/automations, wait until healthy."""
-        from shared.dataset import ensure_holdout
+        from consumer.holdout import HoldoutError, prepare_holdout
         from shared.ledger import Ledger
 
         s = self.settings
         self.dirs.ensure()
-        ensure_holdout(s.dataset, s.holdout, self.dirs.holdout)
+        try:
+            prepare_holdout(s)  # cut from the source once, or check the pinned file
+        except HoldoutError as error:
+            raise StackError(str(error)) from None
         if s.scaled:
             self._prepare_scale()
         Ledger(s.ledger_url).close()  # create the schema once, before its writers start

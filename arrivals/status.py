@@ -53,7 +53,47 @@ def champion_from_mlflow(settings: Settings) -> dict[str, Any] | None:
         run = client.get(f"{api}/runs/get", params={"run_id": version["run_id"]})
         run.raise_for_status()
         metrics = {m["key"]: m["value"] for m in run.json()["run"]["data"].get("metrics", [])}
-    return {"model": name, "version": version["version"], "metrics": metrics, "source": "mlflow"}
+    tags = {t["key"]: t["value"] for t in version.get("tags", [])}
+    return {
+        "model": name,
+        "version": version["version"],
+        "metrics": metrics,
+        "decision": decision_of_tags(tags),
+        "source": "mlflow",
+    }
+
+
+def decision_of_tags(tags: dict[str, str]) -> dict[str, Any] | None:
+    """A version's decision from its `arrivals.*` tags (None: a version from before them)."""
+    if "arrivals.decision" not in tags:
+        return None
+
+    def number(key: str) -> float | None:
+        value = tags.get(key, "")
+        return float(value) if value else None
+
+    return {
+        "outcome": tags["arrivals.decision"],
+        "reason": tags.get("arrivals.decision_reason", ""),
+        "delta": number("arrivals.delta"),
+        "delta_ci_low": number("arrivals.delta_ci_low"),
+        "delta_ci_high": number("arrivals.delta_ci_high"),
+        "confidence": number("arrivals.confidence"),
+    }
+
+
+def last_decision(settings: Settings) -> dict[str, Any] | None:
+    """The newest version's decision, from the local history (no MLflow call)."""
+    newest = max(
+        settings.dirs.metrics.glob("version-*.json"),
+        key=lambda p: int(p.stem.removeprefix("version-")),
+        default=None,
+    )
+    record = read_json(newest, None) if newest else None
+    if not record:
+        return None
+    keys = ("version", "outcome", "reason", "delta", "delta_ci_low", "delta_ci_high", "at")
+    return {key: record.get(key) for key in keys}
 
 
 def champion_from_export(settings: Settings, why: str = "MLflow is down") -> dict[str, Any] | None:
@@ -183,6 +223,7 @@ def collect_status(settings: Settings, *, recent: int = RECENT) -> dict[str, Any
         "recent": last,
         "primary_metric": settings.promotion.metric,
         "champion": champion,
+        "last_decision": last_decision(settings),
     }
 
 
@@ -231,7 +272,10 @@ def _files_line(status: dict[str, Any]) -> str:
 def _champion_line(status: dict[str, Any]) -> str:
     champion = status.get("champion")
     if champion is None:
-        return "none yet (the first version that beats the floor becomes champion)"
+        return (
+            "none yet (the first version that beats the prior baseline with confidence, on a "
+            "holdout of at least holdout.min_rows rows, becomes champion)"
+        )
     metrics = champion.get("metrics") or {}
     primary = status.get("primary_metric")
     keys = [primary] if primary in metrics else []
@@ -272,6 +316,9 @@ def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
         f"QUARANTINE  {status['quarantine']}",
         f"CHAMPION    {_champion_line(status)}",
     ]
+    last = status.get("last_decision")
+    if last:
+        lines.append(f"DECISION    v{last['version']}: {last['reason']}")
     recent = status.get("recent") or []
     lines += ["", f"LAST {len(recent)} ARRIVALS" if recent else "NO ARRIVALS YET"]
     if recent:

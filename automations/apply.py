@@ -18,6 +18,7 @@ from shared.settings import Settings
 log = logging.getLogger("arrivals.apply")
 AUTOMATIONS_DIR = Path(__file__).resolve().parent
 RETRAIN_DEPLOYMENT = "retrain/retrain-on-arrival"  # flow/deployment, as the YAML names it
+PRODUCER_DEPLOYMENT = "produce-batch/producer"
 
 
 @dataclass(frozen=True)
@@ -32,15 +33,25 @@ class DeploymentSpec:
     parameters: dict[str, object] = field(default_factory=dict)  # defaults of every run
 
 
+def producer_off_reason(settings: Settings) -> str | None:
+    """Why these settings have no demo producer, as a person reads it; None: they have one."""
+    if settings.dataset.source is None:
+        return "params.yaml has no dataset.source to slice into batches"
+    if not settings.automation.producer:
+        return "automation.producer is false in params.yaml"
+    return None
+
+
 def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
     """Every deployment of the product. The clock and the training never share one."""
+    producer = DeploymentSpec(
+        "producer.flows:produce_batch",
+        "producer",
+        "Drops the next batch of the source dataset into the inbox on a cron schedule.",
+        cron=settings.automation.cron_schedule,
+    )
     return [
-        DeploymentSpec(
-            "producer.flows:produce_batch",
-            "producer",
-            "Drops the next batch of the source dataset into the inbox on a cron schedule.",
-            cron=settings.automation.cron_schedule,
-        ),
+        *([producer] if producer_off_reason(settings) is None else []),
         DeploymentSpec(
             "consumer.flows:retrain",
             "retrain-on-arrival",
@@ -116,7 +127,24 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
             work_pool_name=settings.services.work_pool
         )
         log.info("Deployment %s/%s applied", flow.name, spec.name)
+    if producer_off_reason(settings) is not None:
+        remove_deployment(PRODUCER_DEPLOYMENT)
     return ids
+
+
+def remove_deployment(name: str) -> bool:
+    """Delete a deployment an earlier config applied (its cron would keep running); idempotent."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return False
+        client.delete_deployment(deployment.id)
+    log.info("Deployment %s removed (no longer configured)", name)
+    return True
 
 
 def automation_definitions() -> list[dict]:

@@ -2,8 +2,10 @@
 
 Design (see the brief's watchdog notes):
 - the watchdog handler only queues paths, so it can never raise and kill the dispatcher;
-- `Settler` decides when a file is complete: closed after writing, renamed into place, or
-  unchanged in size/mtime/inode across two checks (which is all that polling can offer);
+- `Settler` (automations/settler.py) decides when a file is complete: closed after writing,
+  renamed into place, or unchanged in size/mtime/inode across two checks (all polling offers);
+- every complete file that is not a temp name ends in a count: a CSV (or .csv.gz) waits for
+  a retrain, anything else is refused at the door (automations/door.py) and quarantined;
 - every complete file is recorded in the ledger *before* it is announced, and announced
   through `ConfirmedEmitter`; what the API has not confirmed is retried until it is;
 - the observer starts first, then the inbox is scanned, then rescanned periodically, so
@@ -22,99 +24,26 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from automations.door import not_csv_reason, quarantine, special_key, special_reason
+from automations.settler import (
+    CLOSED,
+    CREATED,
+    MODIFIED,
+    MOVED,
+    SCANNED,
+    Settler,
+    signature,
+)
 from shared import events
-from shared.fs import atomic_write_json, is_candidate, move_into, sha256_file
-from shared.ledger import DUPLICATE, Arrival, Ledger
+from shared.fs import is_temp_name, move_into, sha256_file
+from shared.ledger import DUPLICATE, REFUSED, Arrival, Ledger
 from shared.settings import Settings
 
 log = logging.getLogger("arrivals.sensor")
 
-CREATED, MODIFIED, CLOSED, MOVED, SCANNED = "created", "modified", "closed", "moved", "scanned"
 PROGRESS_EVERY = 50  # files: a catch-up at least this large logs its progress
-
-
-@dataclass
-class _Watch:
-    signature: tuple[int, int, int] | None  # size, mtime_ns, inode at the last check
-    since: float  # when that signature was first seen
-    writing: bool  # a push said it is open for writing and no close has come yet
-    complete: bool  # closed or renamed into place: no need to wait
-    via: str  # "push" or "scan"
-
-
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-class Settler:
-    """Decides when a file in the inbox is complete. Pure: time and paths come in from outside.
-
-    A file is complete when it was closed after writing or renamed into place (push), or
-    when its size/mtime/inode stayed the same for `settle_seconds` (a file moved in from
-    another folder, and every scan). A file being written (or still empty) waits up to
-    `open_grace_seconds` of silence before it is trusted anyway (a writer that never closes).
-    """
-
-    def __init__(self, settle_seconds: float, open_grace_seconds: float) -> None:
-        self.settle_seconds = settle_seconds
-        self.open_grace_seconds = open_grace_seconds
-        self._watched: dict[Path, _Watch] = {}
-
-    def __len__(self) -> int:
-        return len(self._watched)
-
-    def __contains__(self, path: Path) -> bool:
-        return path in self._watched
-
-    def notice(self, path: Path, kind: str, now: float) -> None:
-        watch = self._watched.get(path)
-        via = "scan" if kind == SCANNED else "push"
-        if watch is None:
-            watch = _Watch(_signature(path), now, False, False, via)
-            self._watched[path] = watch
-        elif kind == SCANNED:
-            return  # already followed; a scan adds nothing
-        if kind == CREATED:
-            # Not "writing" yet: a file moved in from another folder gives only Created and is
-            # complete already. A writer's first write (Modified) marks it as being written.
-            watch.complete = False
-            watch.signature, watch.since = _signature(path), now
-        elif kind == MODIFIED:
-            watch.writing, watch.complete = True, False
-            watch.signature, watch.since = _signature(path), now
-        elif kind in (CLOSED, MOVED):
-            watch.writing, watch.complete = False, True
-
-    def forget(self, path: Path) -> None:
-        self._watched.pop(path, None)
-
-    def ready(self, now: float) -> list[tuple[Path, str]]:
-        """Paths that are complete now, with how they were detected; they are forgotten."""
-        done: list[tuple[Path, str]] = []
-        for path, watch in list(self._watched.items()):
-            current = _signature(path)
-            if current is None:
-                del self._watched[path]  # moved away or deleted before it settled
-                continue
-            if current != watch.signature:
-                watch.signature, watch.since = current, now
-                if not watch.complete:
-                    continue
-            quiet = now - watch.since
-            # An empty file is most likely a writer that has not written yet: give it time.
-            opened = watch.writing or current[0] == 0
-            wait = self.open_grace_seconds if opened else self.settle_seconds
-            if watch.complete or quiet >= wait:
-                done.append((path, watch.via))
-                del self._watched[path]
-        return done
 
 
 def _handler_class():
@@ -147,7 +76,7 @@ def _handler_class():
 
 
 class InboxSensor:
-    """Turns complete CSVs in the inbox into ledger rows and confirmed Prefect events."""
+    """Turns complete files in the inbox into ledger rows and confirmed Prefect events."""
 
     def __init__(
         self,
@@ -201,7 +130,7 @@ class InboxSensor:
 
     # -- detection -----------------------------------------------------------------------
     def scan(self, now: float) -> int:
-        """Follow every candidate file in the inbox the settler does not follow yet."""
+        """Follow every file in the inbox (not temp names, not folders) not followed yet."""
         found = 0
         try:
             entries = list(os.scandir(self.inbox))
@@ -210,9 +139,11 @@ class InboxSensor:
             return 0
         for entry in entries:
             path = Path(entry.path)
-            if not is_candidate(entry.name) or path in self.settler:
+            if is_temp_name(entry.name) or path in self.settler:
                 continue
-            if self._recorded.get(path) == _signature(path):
+            if entry.is_dir(follow_symlinks=False):
+                continue  # a folder is not a file; moving one mid-copy would break the copy
+            if self._recorded.get(path) == signature(path):
                 continue  # recorded already and unchanged: no need to hash it again
             self.settler.notice(path, SCANNED, now)
             found += 1
@@ -225,32 +156,43 @@ class InboxSensor:
             except queue.Empty:
                 return
             path = Path(raw)
-            if path.parent.resolve() == self.inbox and is_candidate(path.name):
+            if path.parent.resolve() == self.inbox and not is_temp_name(path.name):
                 self.settler.notice(path, kind, now)
 
     def record(self, path: Path, via: str) -> Arrival | None:
-        """Hash and record one complete file; duplicates move to the archive right away."""
+        """Hash and record one complete file; duplicates and refusals move away right away.
+
+        A CSV waits in the inbox for a retrain. Anything else is refused (see
+        `automations.door`): recorded as rejected, so it shows in a count, and quarantined.
+        """
         try:
             st = path.lstat()
         except FileNotFoundError:
             return None
-        if not stat.S_ISREG(st.st_mode):
-            self._quarantine_special(path, st)
-            return None
-        sha256 = sha256_file(path)
+        if stat.S_ISREG(st.st_mode):
+            refused = not_csv_reason(path.name)
+            sha256 = sha256_file(path)
+        else:  # never opened: a link or a pipe could lead anywhere
+            refused, sha256 = special_reason(path.name, st), special_key(path, st)
         if len(self._recorded) > 100_000:
             self._recorded.clear()  # a cache, not state: the ledger decides what is new
-        self._recorded[path] = _signature(path)
+        self._recorded[path] = signature(path)
         arrival = self.ledger.record_arrival(
             name=path.name,
             path=str(path),
             size=st.st_size,
             sha256=sha256,
             detected_via=via,
+            refused=refused,
         )
         if arrival is None:
             return None
-        if arrival.disposition == DUPLICATE:
+        if arrival.disposition == REFUSED:
+            where = quarantine(path, self.settings.dirs.quarantine, sha256=sha256, reason=refused)
+            self.ledger.set_stored_path(sha256, str(where))
+            self.ledger.move_arrival(arrival.id, str(where))
+            log.warning("Rejected %s: %s (moved to %s)", path.name, refused, where)
+        elif arrival.disposition == DUPLICATE:
             moved = move_into(path, self.settings.dirs.archive / "duplicates", path.name)
             self.ledger.move_arrival(arrival.id, str(moved))
             log.info(
@@ -271,13 +213,6 @@ class InboxSensor:
                 log.info("Catching up: %d of %d files recorded", done, len(ready))
         return recorded
 
-    def _quarantine_special(self, path: Path, st: os.stat_result) -> None:
-        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-        reason = f"{path.name} is {kind}; only regular files are read (copy the data itself)"
-        where = move_into(path, self.settings.dirs.quarantine, path.name)
-        atomic_write_json(where.with_name(where.name + ".reason.json"), {"reason": reason})
-        log.warning("Rejected %s: %s", path.name, reason)
-
     # -- delivery ------------------------------------------------------------------------
     def _event_for(self, arrival: Arrival) -> events.Event:
         payload = {
@@ -291,6 +226,11 @@ class InboxSensor:
         if arrival.disposition == DUPLICATE:
             name = events.FILE_DUPLICATE
             payload["duplicate_of"] = arrival.duplicate_of
+        elif arrival.disposition == REFUSED:
+            name = events.FILE_REJECTED
+            record = self.ledger.get(arrival.sha256)
+            payload["reason"] = record.reason if record else None
+            payload["quarantine_path"] = arrival.path
         return events.file_event(
             name,
             sha256=arrival.sha256,

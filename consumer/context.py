@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from shared import events
 
 if TYPE_CHECKING:
+    from consumer.registry import Registry
     from shared.ledger import Ledger
     from shared.settings import Settings
 
@@ -31,6 +32,17 @@ class RetrainContext:
     run_name: str = ""
     trigger_event_id: str | None = None
     logger: Any = field(default=log)
+    registry: Registry | None = None  # built on first use (importing MLflow costs seconds)
+
+    def model_registry(self) -> Registry:
+        """The registry of this run: the injected one, else MLflow at the configured URL."""
+        if self.registry is None:
+            from consumer.registry import MlflowRegistry
+
+            self.registry = MlflowRegistry(
+                self.settings.mlflow_url, self.settings.model.name, self.settings.dataset.name
+            )
+        return self.registry
 
     @property
     def run_url(self) -> str:

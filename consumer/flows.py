@@ -1,4 +1,4 @@
-"""The retrain deployment: claim -> validate -> ingest -> train -> evaluate -> register -> judge.
+"""The retrain deployment: claim -> validate -> ingest -> train -> judge -> register -> publish.
 
 Thin Prefect wrappers around the stages in `consumer.retrain`. pandas, scikit-learn and
 mlflow are imported inside the stages, so a flow-run process starts fast.
@@ -18,6 +18,8 @@ from prefect.runtime import flow_run, task_run
 from consumer import ingest as ingesting
 from consumer import retrain as stages
 from consumer.context import RetrainContext
+from consumer.verdict import Judged, judge_round
+from shared.ledger import RETRACTED
 
 if TYPE_CHECKING:
     from shared.ledger import FileRecord
@@ -51,19 +53,27 @@ def train_model(ctx: RetrainContext, new: list[ingesting.Accepted]) -> stages.Tr
 
 
 @task(cache_policy=NO_CACHE)
-def register_and_judge(ctx: RetrainContext, trained: stages.Trained) -> dict:
-    """Register the challenger in MLflow and move `champion` only if it is better."""
-    retracted = {record.sha256 for record in ctx.ledger.files("retracted")}
-    summary = stages.register_and_judge(ctx, trained, retracted=retracted)
+def judge_challenger(ctx: RetrainContext, trained: stages.Trained, round_no: int) -> Judged:
+    """Score challenger and champion on the same rows; hold out the files that made it lose."""
+    return judge_round(ctx, trained, ctx.model_registry(), round_no=round_no)
+
+
+@task(cache_policy=NO_CACHE)
+def register_and_judge(ctx: RetrainContext, judged: Judged) -> dict:
+    """Register the challenger in MLflow and move `champion` only if it is surely better."""
+    from consumer.publish import render_report
+
+    retracted = {record.sha256 for record in ctx.ledger.files(RETRACTED)}
+    summary = stages.register_and_judge(ctx, judged, ctx.model_registry(), retracted=retracted)
     create_markdown_artifact(
-        stages.render_report(summary),
+        render_report(summary),
         key="retrain-report",
         description=f"Retrain of {ctx.settings.model.name} v{summary['version']}",
     )
     return summary
 
 
-def _train_round(ctx: RetrainContext, claimed: list[FileRecord]) -> dict:
+def _train_round(ctx: RetrainContext, claimed: list[FileRecord], round_no: int) -> dict:
     from consumer.training import NotTrainable
 
     accepted = ingest_files(ctx, claimed) if claimed else []
@@ -73,7 +83,10 @@ def _train_round(ctx: RetrainContext, claimed: list[FileRecord]) -> dict:
         trained = train_model(ctx, accepted)
     except NotTrainable as reason:
         return stages.keep_without_model(ctx, accepted, str(reason))
-    return register_and_judge(ctx, trained)
+    judged = judge_challenger(ctx, trained, round_no)
+    if judged.trained is None:
+        return stages.only_suspects(ctx, judged, accepted)
+    return register_and_judge(ctx, judged)
 
 
 # Retries cover a passing outage (MLflow restarting): a failed attempt releases its claims,
@@ -121,7 +134,7 @@ def retrain(
             if claimed:
                 logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
                 announced += [r.announced_at for r in claimed if r.announced_at is not None]
-                rounds.append(_train_round(ctx, claimed))
+                rounds.append(_train_round(ctx, claimed, len(rounds) + 1))
                 continue
             until = stages.listen_until(announced, trigger_window_seconds)
             if until is None or time.time() >= until:
@@ -134,7 +147,7 @@ def retrain(
                 break
         if not rounds and rebuild:
             logger.info("Rebuild: training on the accepted data as it is now.")
-            rounds.append(_train_round(ctx, []))
+            rounds.append(_train_round(ctx, [], 1))
         elif not rounds:
             logger.info("Nothing to do for %s: an earlier run already took it.", trigger)
         return {"rounds": rounds, "trigger": sha256}

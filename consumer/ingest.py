@@ -6,7 +6,7 @@ path lies inside the data folder. Nothing here reads a path from event parameter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,24 @@ class Accepted:
     record: FileRecord
     path: Path
     frame: pd.DataFrame
+    total_rows: int = -1  # data rows in the file; -1 (the default): len(frame) + dropped
+    dropped: int = 0  # bad rows left out, listed in bad_rows_file
+    bad_rows_file: Path | None = None  # quarantine/<name>.rows.csv
+
+    def __post_init__(self) -> None:
+        if self.total_rows < 0:
+            object.__setattr__(self, "total_rows", len(self.frame) + self.dropped)
+
+    @property
+    def rows_note(self) -> str:
+        """E.g. "accepted 58 of 60 rows (2 dropped: see quarantine/tips_007.csv.rows.csv)"."""
+        total = self.total_rows
+        note = f"accepted {total - self.dropped} of {total} row{'s' if total != 1 else ''}"
+        if not self.dropped:
+            return note
+        where = self.bad_rows_file
+        shown = f"{where.parent.name}/{where.name}" if where else "the quarantine"
+        return f"{note} ({self.dropped} dropped: see {shown})"
 
 
 def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> None:
@@ -57,6 +75,8 @@ def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> 
 
 def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
     """Validate one claimed file: accepted files move to the archive, bad ones to quarantine."""
+    from consumer.csvfile import write_bad_rows
+    from consumer.holdout import split_arrival
     from consumer.validate import Rejected, validate_csv
 
     dirs = ctx.settings.dirs
@@ -69,19 +89,28 @@ def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
         reject(ctx, record, path, f"file vanished from {path} before it could be read")
         return None
     try:
-        frame = validate_csv(path, ctx.settings.dataset)
+        validated = validate_csv(path, ctx.settings.dataset)
     except Rejected as rejection:
         reject(ctx, record, path, str(rejection))
         return None
+    frame = validated.frame
     if not is_within(path, dirs.archive):
         path = move_into(path, dirs.archive, record.name)
         ctx.ledger.set_stored_path(record.sha256, str(path))
+    # No source: holdout.fraction of the rows go to the holdout, and never into training.
+    frame = split_arrival(ctx.settings, record.sha256, frame)
     copy = accepted_copy(ctx, record.sha256)
     copy.parent.mkdir(parents=True, exist_ok=True)
     tmp = copy.with_name(f".{copy.name}.tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(copy)
-    return Accepted(record, path, frame)
+    accepted = Accepted(record, path, frame, validated.total_rows, validated.dropped)
+    if validated.dropped:
+        rows_file = write_bad_rows(validated.bad_rows, dirs.quarantine, record.name)
+        accepted = replace(accepted, bad_rows_file=rows_file)
+        ctx.ledger.set_note(record.sha256, accepted.rows_note)  # shown by status and lineage
+        ctx.logger.warning("%s: %s", record.name, accepted.rows_note)
+    return accepted
 
 
 def accepted_copy(ctx: RetrainContext, sha256: str) -> Path:
@@ -92,9 +121,11 @@ def load_accepted(ctx: RetrainContext, record: FileRecord) -> pd.DataFrame:
     """The typed rows of an accepted file: its Parquet copy, else its archived CSV again."""
     import pandas as pd
 
+    from consumer.holdout import training_rows
     from consumer.validate import validate_csv
 
     copy = accepted_copy(ctx, record.sha256)
     if copy.exists():
         return pd.read_parquet(copy)
-    return validate_csv(Path(record.stored_path), ctx.settings.dataset)
+    frame = validate_csv(Path(record.stored_path), ctx.settings.dataset).frame
+    return training_rows(ctx.settings, record.sha256, frame)

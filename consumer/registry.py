@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -37,6 +37,26 @@ class Registered:
     run_id: str
     version: str
     experiment_id: str
+
+
+class Registry(Protocol):
+    """What a retrain needs of a model registry (MLflow in production, a fake in tests)."""
+
+    def champion(self) -> Champion | None: ...
+
+    def log_and_register(self, **run: Any) -> Registered: ...
+
+    def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]: ...
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None: ...
+
+    def move_champion(self, version: str, previous: str | None) -> None: ...
+
+    def version_metrics(self, version: str) -> dict[str, float]: ...
+
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None: ...
+
+    def load_model(self, version: str) -> Any: ...
 
 
 class MlflowRegistry:

@@ -11,23 +11,30 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shared.dataset import compute_label, row_keys
-from shared.settings import DatasetSettings, ModelSettings, PromotionSettings, TrainingSettings
-
-LOWER_IS_BETTER = {"log_loss"}
+from shared.settings import DatasetSettings, ModelSettings, TrainingSettings
 
 # Types skops refuses to load unless told; these are the tree stores of our own classifiers
-# (reviewed: plain node arrays), never types taken from a file we did not write.
+# (reviewed: plain node arrays), never types taken from a file we did not write. Every
+# pipeline also needs numpy.dtype: a SimpleImputer keeps the dtype it was fitted on (float64,
+# object), which skops rebuilds from an empty array saved without pickle: no code runs.
+_IMPUTER_TYPES = ["numpy.dtype"]
 SKOPS_TRUSTED_TYPES = {
-    "random_forest": ["sklearn.tree._tree.Tree"],
-    "logistic_regression": [],
-    "hist_gradient_boosting": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    "random_forest": ["sklearn.tree._tree.Tree", *_IMPUTER_TYPES],
+    "logistic_regression": [*_IMPUTER_TYPES],
+    "hist_gradient_boosting": [
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        *_IMPUTER_TYPES,
+    ],
 }
+
+MISSING = "missing"  # the category a missing categorical value becomes
 
 _CLASSIFIERS = {
     "random_forest": RandomForestClassifier,
@@ -37,23 +44,46 @@ _CLASSIFIERS = {
 
 
 def build_pipeline(model: ModelSettings, dataset: DatasetSettings) -> Pipeline:
-    """Categorical one-hot encoding + scaled numerics + the configured classifier."""
+    """Imputed, scaled numerics + imputed, one-hot categoricals + the configured classifier.
+
+    The imputers are part of the saved model, so it also predicts rows with missing values.
+    """
     features = dataset.features
-    preprocess = ColumnTransformer(
+    numeric = Pipeline(
         [
-            ("numeric", StandardScaler(), features.numeric),
-            (
-                "categorical",
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                features.categorical,
-            ),
+            # keep_empty_features: a column with no value at all in training stays a column
+            # (imputed 0), so the model's inputs do not depend on which values arrived.
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
         ]
+    )
+    categorical = Pipeline(
+        [
+            # "missing" as its own category keeps the information that the value was absent
+            # (most-frequent would pass it off as a real answer). NaN first: the None step
+            # refuses input that still holds NaN. None comes from callers' object columns.
+            ("impute_nan", SimpleImputer(strategy="constant", fill_value=MISSING)),
+            (
+                "impute_none",
+                SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING),
+            ),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [("numeric", numeric, features.numeric), ("categorical", categorical, features.categorical)]
     )
     classifier = _CLASSIFIERS[model.kind](**model.params, random_state=model.random_state)
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
 def split_xy(frame: pd.DataFrame, dataset: DatasetSettings) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and label. Rows missing a label source value are left out: their label is
+    unknown (a ratio of NaN would silently read as class 0). Validated arrivals have none;
+    a holdout read from a CSV may."""
+    known = frame[dataset.label.source_columns()].notna().all(axis=1)
+    if not known.all():
+        frame = frame[known]
     return frame[dataset.features.all], compute_label(frame, dataset.label)
 
 
@@ -99,6 +129,7 @@ class TrainResult:
     train_rows: int
     holdout_rows: int
     leaked_rows_dropped: int
+    train_labels: pd.Series  # the label of every training row (the prior baseline's input)
 
 
 class NotTrainable(ValueError):
@@ -133,70 +164,16 @@ def train_and_evaluate(
     _predict_in_one_thread(pipeline)
     x_hold, y_hold = split_xy(holdout, dataset)
     return TrainResult(
-        pipeline, evaluate(pipeline, x_hold, y_hold), len(train), len(holdout), leaked
+        pipeline, evaluate(pipeline, x_hold, y_hold), len(train), len(holdout), leaked, y_train
     )
 
 
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    metric: str
-    challenger: float | None
-    champion: float | None
-    delta: float | None
-    reason: str
-
-
-def _better(metric: str, new: float, old: float) -> float:
-    """How much better `new` is than `old` (positive = better), whatever the metric's sense."""
-    return (old - new) if metric in LOWER_IS_BETTER else (new - old)
-
-
-def decide(
-    challenger: dict[str, float],
-    champion: dict[str, float] | None,
-    promotion: PromotionSettings,
-) -> Decision:
-    """The champion/challenger rule, on metrics from the same fixed holdout.
-
-    Promote only when the challenger (1) has the primary metric, (2) is not worse than the
-    floor, (3) beats the champion by more than `min_improvement`, and (4) does not lose
-    more than `guard_tolerance` on the guard metric. The first version only needs (1)-(2).
-    """
-    metric = promotion.metric
-    new = challenger.get(metric)
-    if new is None or np.isnan(new):
-        return Decision(False, metric, None, None, None, f"challenger has no {metric}")
-    old = champion.get(metric) if champion else None
-    delta = None if old is None else new - old
-
-    def keep(reason: str) -> Decision:
-        return Decision(False, metric, new, old, delta, reason)
-
-    if promotion.floor is not None and _better(metric, new, promotion.floor) < 0:
-        return keep(f"{metric} {new:.4f} is worse than the floor {promotion.floor}")
-    if champion is None or old is None or np.isnan(old):
-        return Decision(True, metric, new, None, None, "first version: no champion yet")
-    gain = _better(metric, new, old)
-    if gain <= promotion.min_improvement:
-        return keep(
-            f"{metric} {new:.4f} does not beat champion {old:.4f} by more than "
-            f"{promotion.min_improvement}"
-        )
-    guard = promotion.guard_metric
-    if guard is not None and guard in challenger and guard in champion:
-        loss = -_better(guard, challenger[guard], champion[guard])
-        if loss > promotion.guard_tolerance:
-            return keep(
-                f"{metric} improves by {gain:.4f} but {guard} drops by {loss:.4f} "
-                f"(> {promotion.guard_tolerance} allowed)"
-            )
-    return Decision(
-        True,
-        metric,
-        new,
-        old,
-        delta,
-        f"{metric} {new:.4f} beats champion {old:.4f} by {gain:.4f} "
-        f"(> {promotion.min_improvement})",
-    )
+def class_probabilities(pipeline: Pipeline, x: pd.DataFrame, labels: list) -> np.ndarray:
+    """`predict_proba` with one column per entry of `labels` (0 for classes it never saw)."""
+    proba = np.zeros((len(x), len(labels)))
+    if len(x):
+        column = {label: i for i, label in enumerate(labels)}
+        predicted = pipeline.predict_proba(x)
+        for j, label in enumerate(pipeline.classes_):
+            proba[:, column[label]] = predicted[:, j]
+    return proba

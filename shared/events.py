@@ -24,6 +24,7 @@ import httpx
 FILE_ARRIVED = "inbox.file.arrived"
 FILE_DUPLICATE = "inbox.file.duplicate"
 FILE_REJECTED = "inbox.file.rejected"
+FILE_SUSPECT = "inbox.file.suspect"  # a challenger lost with confidence and this file is why
 SENSOR_HEARTBEAT = "inbox.sensor.heartbeat"
 VERSION_REGISTERED = "model.version.registered"
 CHAMPION_PROMOTED = "model.champion.promoted"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
+CSV_SUFFIXES = (".csv", ".csv.gz")  # what Arrivals reads; a .csv.gz is decompressed on the fly
 
 
 def is_temp_name(name: str) -> bool:
@@ -18,9 +19,22 @@ def is_temp_name(name: str) -> bool:
     return name.startswith((".", "~$")) or name.endswith(TEMP_SUFFIXES)
 
 
+def is_csv_name(name: str) -> bool:
+    """A name Arrivals reads as data: `.csv` or `.csv.gz`, in any case."""
+    return name.lower().endswith(CSV_SUFFIXES)
+
+
 def is_candidate(name: str) -> bool:
-    """A file the sensor should consider: a CSV that is not a temp name."""
-    return not is_temp_name(name) and name.lower().endswith(".csv")
+    """A file the sensor records as data: a CSV (or gzipped CSV) that is not a temp name."""
+    return not is_temp_name(name) and is_csv_name(name)
+
+
+def split_suffix(name: str) -> tuple[str, str]:
+    """`(stem, suffix)`, keeping `.csv.gz` whole so a renamed copy stays readable."""
+    if name.lower().endswith(".csv.gz"):
+        return name[: -len(".csv.gz")], name[-len(".csv.gz") :]
+    path = Path(name)
+    return path.stem, path.suffix
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -78,7 +92,7 @@ def atomic_copy(source: Path, destination: Path) -> None:
 def unique_destination(folder: Path, name: str) -> Path:
     """`folder/name`, or `folder/stem-N.suffix` when that exists: nothing is overwritten."""
     candidate = folder / name
-    stem, suffix = Path(name).stem, Path(name).suffix
+    stem, suffix = split_suffix(name)
     counter = 1
     while candidate.exists():
         candidate = folder / f"{stem}-{counter}{suffix}"

@@ -27,10 +27,14 @@ TRAINED = "trained"
 REJECTED = "rejected"
 RELEASED = "released"  # a rejected file a person re-admitted; its next arrival counts as new
 RETRACTED = "retracted"  # a trained file a person marked bad: never trained on again
+# A file the judge blamed for a challenger's loss: held out of training until a person runs
+# `arrivals accept` (-> trained) or `arrivals retract` (-> retracted).
+SUSPECT = "suspect"
 PENDING_STATES = (DETECTED, ANNOUNCED, CLAIMED)
 
 NEW = "new"
 DUPLICATE = "duplicate"
+REFUSED = "refused"  # new content the sensor rejected at the door (not a CSV): never claimed
 
 metadata = sa.MetaData()
 
@@ -148,13 +152,21 @@ class Ledger:
 
     # -- arrivals (sensor side) ---------------------------------------------------------
     def record_arrival(
-        self, *, name: str, path: str, size: int, sha256: str, detected_via: str
+        self,
+        *,
+        name: str,
+        path: str,
+        size: int,
+        sha256: str,
+        detected_via: str,
+        refused: str | None = None,
     ) -> Arrival | None:
         """Record that `path` (content `sha256`) is complete in the inbox.
 
         Returns the new arrival, or None when this exact file (same content at the same
         path, still pending) is already recorded: the push and the scan both see a file,
-        and that is one arrival, not two.
+        and that is one arrival, not two. With `refused` (a reason), new content is
+        recorded as rejected right away (disposition `refused`), so no run ever claims it.
         """
         now = self._clock()
         with self.engine.begin() as conn:
@@ -164,20 +176,23 @@ class Ledger:
             fresh = {
                 "name": name,
                 "size": size,
-                "state": DETECTED,
+                "state": DETECTED if refused is None else REJECTED,
                 "stored_path": path,
                 "detected_at": now,
+                "finished_at": None if refused is None else now,
+                "reason": refused,
             }
+            first = NEW if refused is None else REFUSED
             if existing is None:
                 conn.execute(files_table.insert().values(sha256=sha256, **fresh))
-                disposition, duplicate_of = NEW, None
+                disposition, duplicate_of = first, None
             elif existing.state == RELEASED:
                 conn.execute(
                     files_table.update()
                     .where(files_table.c.sha256 == sha256)
-                    .values(**fresh, announced_at=None, finished_at=None, reason=None)
+                    .values(**fresh, announced_at=None)
                 )
-                disposition, duplicate_of = NEW, None
+                disposition, duplicate_of = first, None
             else:
                 seen_here = conn.execute(
                     sa.select(arrivals_table.c.id).where(
@@ -368,8 +383,40 @@ class Ledger:
                 files_table.update().where(files_table.c.sha256 == sha256).values(stored_path=path)
             )
 
+    def set_note(self, sha256: str, note: str) -> None:
+        """A remark on an accepted file (e.g. rows dropped), kept in `reason` once it trains."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                files_table.update().where(files_table.c.sha256 == sha256).values(reason=note)
+            )
+
     def mark_rejected(self, sha256: str, *, run_id: str, reason: str, path: str) -> None:
         self._finish([sha256], run_id, state=REJECTED, reason=reason, stored_path=path, rows=None)
+
+    def mark_suspect(self, reasons_by_sha: dict[str, str], *, run_id: str) -> None:
+        """Hold these claimed files out of training, each with the evidence against it."""
+        with self.engine.begin() as conn:
+            for sha256, reason in reasons_by_sha.items():
+                self._finish_in(conn, sha256, run_id, state=SUSPECT, reason=reason)
+
+    def accept_suspect(self, sha256: str, note: str) -> bool:
+        """A person vouched for a suspect: it is training data again (no version yet)."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256 == sha256, files_table.c.state == SUSPECT)
+                .values(state=TRAINED, reason=note, model_version=None)
+            )
+        return result.rowcount == 1
+
+    def assign_first_version(self, shas: Iterable[str], version: str) -> None:
+        """Record `version` as the first one trained on these files, where none is yet."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                files_table.update()
+                .where(files_table.c.sha256.in_(list(shas)), files_table.c.model_version.is_(None))
+                .values(model_version=version)
+            )
 
     def mark_trained(
         self, rows_by_sha: dict[str, int], *, run_id: str, version: str | None
@@ -445,11 +492,13 @@ class Ledger:
         return sorted(all_versions - tainted, key=int)
 
     def retract(self, sha256: str, reason: str) -> bool:
-        """Mark a trained file bad: later retrains leave it out. False if it was not trained."""
+        """Mark a trained (or suspect) file bad: later retrains leave it out.
+
+        False if it was neither."""
         with self.engine.begin() as conn:
             result = conn.execute(
                 files_table.update()
-                .where(files_table.c.sha256 == sha256, files_table.c.state == TRAINED)
+                .where(files_table.c.sha256 == sha256, files_table.c.state.in_((TRAINED, SUSPECT)))
                 .values(state=RETRACTED, reason=reason, finished_at=self._clock())
             )
         return result.rowcount == 1
@@ -511,6 +560,7 @@ class Ledger:
             "rejected": by_state.get(REJECTED, 0),
             "duplicate": duplicates,
             "retracted": by_state.get(RETRACTED, 0),
+            "suspect": by_state.get(SUSPECT, 0),
         }
 
 

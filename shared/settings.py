@@ -38,11 +38,28 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     values: list[str] | None = None
+    # A missing value (see dataset.na_values) is allowed: NaN in the typed frame. Otherwise
+    # the row is dropped as bad. A label source column is never usable when missing.
+    nullable: bool = False
+    # `yes` in the file is read as the declared `Yes` (only for a category with values).
+    case_insensitive: bool = False
 
     @model_validator(mode="after")
     def _values_only_for_categories(self) -> ColumnSpec:
         if self.values is not None and self.type != "category":
             raise ValueError("'values' is only allowed for type: category")
+        if self.case_insensitive:
+            if self.type != "category" or self.values is None:
+                raise ValueError(
+                    "'case_insensitive' is only allowed for type: category with values"
+                )
+            folded = [value.lower() for value in self.values]
+            clashes = sorted({v for v in self.values if folded.count(v.lower()) > 1})
+            if clashes:
+                raise ValueError(
+                    f"'case_insensitive' would merge values {', '.join(clashes)}: "
+                    "they differ only in case"
+                )
         return self
 
 
@@ -84,11 +101,21 @@ class Features(_Strict):
 
 class DatasetSettings(_Strict):
     name: str
-    source: Path
+    # The file the demo producer slices into batches (and the fixed holdout is cut from).
+    # None: data only arrives; the holdout then comes from the arrivals (see holdout).
+    source: Path | None = None
     columns: dict[str, ColumnSpec]
     label: LabelRule
     features: Features
-    max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000
+    max_file_bytes: Annotated[int, Field(gt=0)] = 50_000_000  # of a .csv.gz: decompressed too
+    # Cells that mean "no value", compared after stripping whitespace and ignoring case (so
+    # `na`, `NULL` and `nan` count too). A category's declared value is never one of them.
+    na_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "null", "NaN", "None"])
+    # drop: rows that fail validation go to quarantine/<file>.rows.csv, the rest is accepted.
+    # reject_file: one bad row quarantines the whole file.
+    bad_rows: Literal["drop", "reject_file"] = "drop"
+    # More bad rows than this fraction of a file's rows: the whole file is rejected.
+    max_bad_row_fraction: Annotated[float, Field(ge=0, le=1)] = 0.2
 
     @model_validator(mode="after")
     def _columns_exist(self) -> DatasetSettings:
@@ -103,11 +130,17 @@ class DatasetSettings(_Strict):
 
 
 class HoldoutSettings(_Strict):
-    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    """The evaluation rows: a pinned `file`, else cut from the source, else from arrivals."""
+
+    fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25  # of the source, or of each arrival
     seed: int = 7
+    file: Path | None = None  # a CSV of the user's own, relative to params.yaml like source
+    # Until the holdout has this many rows, versions are registered but none is champion.
+    min_rows: Annotated[int, Field(ge=1)] = 30
 
 
 class AutomationSettings(_Strict):
+    producer: bool = True  # the demo producer's cron deployment (needs dataset.source)
     cron_schedule: str = "*/2 * * * *"
     max_batches: Annotated[int, Field(ge=1)] = 8
     batch_size: Annotated[int, Field(ge=1)] = 22
@@ -138,14 +171,38 @@ class TrainingSettings(_Strict):
 Metric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
 
 
+# Where each metric's values live; a numeric floor outside them can never be met.
+METRIC_RANGES = {"roc_auc": (0.0, 1.0), "accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0)}
+
+
 class PromotionSettings(_Strict):
-    """Champion/challenger on the fixed holdout: see `consumer.training.decide`."""
+    """Paired, statistical champion/challenger: see `consumer.decision.decide`."""
 
     metric: Metric = "roc_auc"
+    # The challenger's interval vs the champion must lie above this (in the metric's units).
     min_improvement: Annotated[float, Field(ge=0)] = 0.0
-    floor: float | None = 0.5  # never promote a model whose metric is worse than this
+    # baseline: beat the prior-probability baseline on the same rows with confidence;
+    # a number: the metric must be better than it; null: no floor.
+    floor: Literal["baseline"] | float | None = "baseline"
     guard_metric: Metric | None = None  # a second metric that must not regress...
-    guard_tolerance: Annotated[float, Field(ge=0)] = 0.0  # ...by more than this
+    guard_tolerance: Annotated[float, Field(ge=0)] = 0.0  # ...by more than this, with confidence
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # of the two-sided intervals
+    resamples: Annotated[int, Field(ge=1000, le=100_000)] = 2000  # paired bootstrap resamples
+    seed: int = 0  # of the bootstrap: the same data always gives the same decision
+    # Suspect search: leave one file out when a round has at most this many new files,
+    # else bisect the round's files.
+    leave_one_out_max: Annotated[int, Field(ge=1)] = 8
+
+    @model_validator(mode="after")
+    def _floor_fits_metric(self) -> PromotionSettings:
+        if isinstance(self.floor, float):
+            low, high = METRIC_RANGES.get(self.metric, (0.0, float("inf")))
+            if not low <= self.floor <= high:
+                raise ValueError(
+                    f"floor {self.floor} is outside {self.metric}'s range [{low}, {high}]; "
+                    "use floor: baseline to derive it from the data"
+                )
+        return self
 
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -264,7 +321,13 @@ class Paths(BaseModel):
 
     @property
     def holdout(self) -> Path:
+        """The fixed holdout cut from the source (when there is a source and no holdout.file)."""
         return self.data / "holdout.csv"
+
+    @property
+    def holdout_rows(self) -> Path:
+        """Each arrival's holdout rows (`<sha256>.parquet`) when the holdout comes from arrivals."""
+        return self.data / "holdout"
 
     @property
     def ledger(self) -> Path:
@@ -312,6 +375,7 @@ class Paths(BaseModel):
             self.inbox,
             self.archive,
             self.accepted,
+            self.holdout_rows,
             self.quarantine,
             self.prefect_home,
             self.mlflow,
@@ -475,8 +539,8 @@ def write_params(path: Path, *overrides: dict) -> Path:
     benchmark and the tests to run isolated stacks; handy for scripted setups too.
     """
     params = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    source = Path(params["dataset"]["source"])
-    if not source.is_absolute():
+    source = params["dataset"].get("source")
+    if source and not Path(source).is_absolute():
         params["dataset"]["source"] = str((DEFAULT_CONFIG.parent / source).resolve())
     for override in overrides:
         params = _merge(params, override)
@@ -559,12 +623,21 @@ def load_settings(config: str | Path | None = None) -> Settings:
             )
     env_home = os.environ.get("ARRIVALS_HOME")
     home = Path(env_home).resolve() if env_home else config_file.parent / settings.paths.home
-    source = settings.dataset.source
-    if not source.is_absolute():
-        source = config_file.parent / source
+    source = _beside(config_file, settings.dataset.source)
+    holdout_file = _beside(config_file, settings.holdout.file)
+    if holdout_file is not None and not holdout_file.is_file():
+        raise SettingsError(f"{config_file}: holdout.file: {holdout_file} is not a file")
     return settings.model_copy(
         update={
             "paths": settings.paths.model_copy(update={"home": home.resolve()}),
-            "dataset": settings.dataset.model_copy(update={"source": source.resolve()}),
+            "dataset": settings.dataset.model_copy(update={"source": source}),
+            "holdout": settings.holdout.model_copy(update={"file": holdout_file}),
         }
     )
+
+
+def _beside(config_file: Path, path: Path | None) -> Path | None:
+    """A data path from params.yaml, absolute: relative ones are relative to that file."""
+    if path is None:
+        return None
+    return (path if path.is_absolute() else config_file.parent / path).resolve()

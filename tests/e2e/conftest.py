@@ -208,7 +208,8 @@ class RunningStack:
 
 @pytest.fixture(scope="module")
 def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
-    """A running stack for one test module; the module may set PARAMS_OVERRIDES."""
+    """A running stack for one test module; the module may set PARAMS_OVERRIDES (merged
+    into the shipped params.yaml) or CONFIG_FILE (another params.yaml, used as it is)."""
     home = tmp_path_factory.mktemp("arrivals-home")
     env = {
         **os.environ,
@@ -218,7 +219,10 @@ def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     overrides = getattr(request.module, "PARAMS_OVERRIDES", None)
-    if overrides:
+    config_file = getattr(request.module, "CONFIG_FILE", None)  # e.g. an examples/ config
+    if config_file:
+        env["ARRIVALS_CONFIG"] = str(config_file)
+    elif overrides:
         env["ARRIVALS_CONFIG"] = str(
             write_params(tmp_path_factory.mktemp("config") / "params.yaml", overrides)
         )

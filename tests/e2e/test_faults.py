@@ -227,9 +227,10 @@ def test_release_readmits_a_fixed_file(stack: RunningStack):
 
 def test_temp_names_are_ignored_and_tools_all_work(stack: RunningStack, rows, tmp_path):
     inbox = stack.settings.dirs.inbox
-    ignored = [".hidden.csv", "partial.csv.part", "~$office.csv", "notes.txt", "x.csv.tmp"]
+    ignored = [".hidden.csv", "partial.csv.part", "~$office.csv", "x.csv.tmp"]
     for name in ignored:
         (inbox / name).write_text(HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n")
+    (inbox / "notes.txt").write_text("not data\n")  # not a temp name: refused, not ignored
 
     via_mv = write_slice(rows, tmp_path, "via_mv.csv")
     subprocess.run(["mv", str(via_mv), str(inbox / "via_mv.csv")], check=True)
@@ -259,6 +260,9 @@ def test_temp_names_are_ignored_and_tools_all_work(stack: RunningStack, rows, tm
         ledger.close()
     assert not arrived_names & set(ignored)
     assert all((inbox / name).exists() for name in ignored)
+    notes = stack.wait_terminal("notes.txt")
+    assert notes.state == "rejected" and notes.reason.startswith("not a CSV: notes.txt")
+    assert (stack.settings.dirs.quarantine / "notes.txt.reason.json").exists()
     stack.assert_counts_match_ledger()
 
 

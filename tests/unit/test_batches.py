@@ -138,6 +138,6 @@ def test_write_batch_round_trips_and_is_atomic(
     assert [p.name for p in inbox.iterdir()] == [batch.file_name]
 
     pd.testing.assert_frame_equal(pd.read_csv(path), batch.rows)
-    validated = validate_csv(path, settings.dataset)  # what the consumer will read
+    validated = validate_csv(path, settings.dataset).frame  # what the consumer will read
     assert len(validated) == len(batch.rows)
     assert validated["total_bill"].tolist() == batch.rows["total_bill"].tolist()

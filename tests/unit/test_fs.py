@@ -29,6 +29,10 @@ from shared import fs
         ("tips_batch_001.csv", False, True),
         ("my data (final).csv", False, True),
         ("csv", False, False),
+        ("export.csv.gz", False, True),
+        ("EXPORT.CSV.GZ", False, True),
+        ("archive.gz", False, False),
+        ("export.csv.gz.part", True, False),
     ],
 )
 def test_temp_names_and_candidates(name: str, temp: bool, candidate: bool) -> None:
@@ -133,6 +137,13 @@ def test_unique_destination(tmp_path: Path) -> None:
     second.touch()
     third = fs.unique_destination(tmp_path, "a.csv")
     assert third not in (tmp_path / "a.csv", second) and not third.exists()
+
+
+def test_a_renamed_gzipped_csv_keeps_its_whole_suffix(tmp_path: Path) -> None:
+    (tmp_path / "a.csv.gz").touch()
+    assert fs.unique_destination(tmp_path, "a.csv.gz") == tmp_path / "a-1.csv.gz"
+    assert fs.split_suffix("report.json") == ("report", ".json")
+    assert fs.split_suffix("README") == ("README", "")
 
 
 def test_is_within_plain_paths_and_dotdot(tmp_path: Path) -> None:

@@ -236,6 +236,7 @@ def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
         "rejected": 0,
         "duplicate": 1,
         "retracted": 0,
+        "suspect": 0,
     }
 
     clock.advance(3)
@@ -248,6 +249,7 @@ def test_outcomes_and_counts(ledger: Ledger, clock) -> None:
         "rejected": 1,
         "duplicate": 1,
         "retracted": 0,
+        "suspect": 0,
     }
 
     rejected = ledger.get(bad)
@@ -322,3 +324,25 @@ def test_concurrent_claimers_never_share_a_file(url: str) -> None:
     for i in range(threads):
         for j in range(i + 1, threads):
             assert not set(claims[i]) & set(claims[j])
+
+
+def test_suspects_are_held_out_until_accepted_or_retracted(ledger: Ledger, clock) -> None:
+    bad, worse, good = (announced(ledger, f"{n}.csv") for n in ("bad", "worse", "good"))
+    ledger.claim_pending("run-1", ttl_seconds=TTL)
+    ledger.mark_suspect({bad: "with it 0.21; without it 0.61", worse: "…"}, run_id="run-1")
+    ledger.mark_trained({good: 22}, run_id="run-1", version="3")
+    assert ledger.counts()["suspect"] == 2
+    assert {r.sha256 for r in ledger.files(TRAINED)} == {good}  # training never reads them
+    assert ledger.get(bad).reason == "with it 0.21; without it 0.61"
+
+    assert ledger.accept_suspect(bad, "suspect, accepted: checked by hand")
+    assert not ledger.accept_suspect(good, "not a suspect")
+    accepted = ledger.get(bad)
+    assert (accepted.state, accepted.model_version) == (TRAINED, None)
+    ledger.assign_first_version([bad, good], "4")
+    assert ledger.get(bad).model_version == "4"
+    assert ledger.get(good).model_version == "3"  # its first version stays
+
+    assert ledger.retract(worse, "bad labels")
+    assert ledger.get(worse).state == "retracted"
+    assert ledger.counts()["suspect"] == 0

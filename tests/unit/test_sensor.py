@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ import pytest
 from automations.sensor import CLOSED, InboxSensor
 from shared import events
 from shared.events import EventNotDelivered
-from shared.ledger import ANNOUNCED, DETECTED, DUPLICATE, NEW, Ledger
+from shared.ledger import ANNOUNCED, DETECTED, DUPLICATE, NEW, REFUSED, REJECTED, Ledger
 from shared.settings import Settings, load_settings
 
 ROWS = b"total_bill,tip,sex,smoker,day,time,size\n16.99,1.01,Female,No,Sun,Dinner,2\n"
@@ -161,9 +162,9 @@ def test_nothing_is_recorded_before_the_file_settles(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", [".a.csv", "a.csv.part", "~$a.csv", "a.csv~", "a.tmp", "a.crdownload", "notes.txt"]
+    "name", [".a.csv", "a.csv.part", "~$a.csv", "a.csv~", "a.tmp", "a.crdownload", "a.csv.gz.part"]
 )
-def test_temp_and_non_csv_names_are_ignored(rig: Rig, name: str) -> None:
+def test_temp_names_are_ignored(rig: Rig, name: str) -> None:
     path = rig.drop(name)
     rig.step()
     rig.detect()
@@ -316,8 +317,13 @@ def test_a_symlink_is_quarantined_and_not_followed(
     assert "symbolic link" in reason["reason"]
     if not dangling:
         assert secret.read_bytes() == ROWS
-    assert rig.ledger.arrivals() == []
+    (arrival,) = rig.ledger.arrivals()
+    assert (arrival.name, arrival.disposition) == ("link.csv", REFUSED)
+    assert rig.ledger.get(arrival.sha256).state == REJECTED, "it shows in the rejected count"
+    assert rig.ledger.counts()["rejected"] == 1
     assert rig.emitter.named(events.FILE_ARRIVED) == []
+    (event,) = rig.emitter.named(events.FILE_REJECTED)
+    assert event.payload["quarantine_path"] == str(quarantined)
 
 
 def test_observer_is_scheduled_on_the_inbox_and_rebuilt_when_it_dies(rig: Rig) -> None:
@@ -392,3 +398,109 @@ def test_a_large_catch_up_reports_progress(settings: Settings, tmp_path: Path, c
         "Catching up: 100 of 120 files recorded",
     ]
     assert len(rig.ledger.files()) == 120
+
+
+def test_a_gzipped_csv_is_recorded_and_announced_like_a_csv(rig: Rig) -> None:
+    data = gzip.compress(ROWS, mtime=0)
+    path = rig.drop("export.csv.gz", data)
+    rig.step()
+    rig.detect()
+    (arrival,) = rig.ledger.arrivals()
+    assert (arrival.name, arrival.disposition) == ("export.csv.gz", NEW)
+    assert arrival.sha256 == hashlib.sha256(data).hexdigest(), "the bytes as they arrived"
+    (event,) = rig.emitter.named(events.FILE_ARRIVED)
+    assert event.payload["name"] == "export.csv.gz"
+    assert path.exists(), "it waits in the inbox for a retrain, like a CSV"
+
+
+def test_a_file_that_is_not_a_csv_is_rejected_with_a_reason_and_quarantined(rig: Rig) -> None:
+    data = b'{"not": "a table"}\n'
+    path = rig.drop("report.json", data)
+    rig.step()
+    rig.detect()
+
+    assert not path.exists()
+    quarantined = rig.settings.dirs.quarantine / "report.json"
+    assert quarantined.read_bytes() == data, "moved whole, nothing deleted"
+    sidecar = json.loads((quarantined.parent / "report.json.reason.json").read_text())
+    reason = "not a CSV: report.json; Arrivals reads .csv and .csv.gz files"
+    assert sidecar["reason"] == reason
+    assert sidecar["sha256"] == hashlib.sha256(data).hexdigest()
+    assert "arrivals release" in sidecar["release"]
+
+    digest = hashlib.sha256(data).hexdigest()
+    record = rig.ledger.get(digest)
+    assert (record.state, record.reason, record.stored_path) == (
+        REJECTED,
+        reason,
+        str(quarantined),
+    )
+    assert rig.ledger.counts()["rejected"] == 1 and rig.ledger.counts()["pending"] == 0
+    assert rig.emitter.named(events.FILE_ARRIVED) == [], "a refused file never starts a run"
+    (event,) = rig.emitter.named(events.FILE_REJECTED)
+    assert event.resource["prefect.resource.id"] == f"inbox.file.{digest}"
+    assert event.payload["reason"] == reason
+    assert event.payload["quarantine_path"] == str(quarantined)
+    assert rig.ledger.claim_pending("run-1", ttl_seconds=60) == []
+
+
+def test_a_refusal_is_announced_once_prefect_is_back(rig: Rig) -> None:
+    rig.emitter.fail = lambda _batch: True
+    rig.drop("notes.txt")
+    rig.step()
+    rig.detect()
+    assert rig.emitter.named(events.FILE_REJECTED) == []
+    (first_try,) = rig.emitter.named(events.FILE_REJECTED, attempted=True)
+    rig.emitter.fail = lambda _batch: False
+    rig.step(rig.settings.sensor.retry_seconds + 0.01)
+    (delivered,) = rig.emitter.named(events.FILE_REJECTED)
+    assert delivered.id == first_try.id
+    assert rig.ledger.unannounced() == []
+    assert rig.ledger.counts()["rejected"] == 1, "announcing does not make it pending"
+
+
+def test_every_file_in_the_inbox_ends_in_exactly_one_count(rig: Rig) -> None:
+    files = {
+        "a.csv": ROWS,
+        "b.csv.gz": gzip.compress(OTHER_ROWS, mtime=0),
+        "copy of a.csv": ROWS,
+        "report.json": b"{}",
+        "notes.txt": b"hello",
+        "copy of notes.txt": b"hello",
+        "README": b"no suffix at all",
+    }
+    temp = [".hidden.csv", "c.csv.part", "~$d.csv"]
+    for name in [*files, *temp]:
+        rig.drop(name, files.get(name, ROWS))
+    (rig.inbox / "a folder").mkdir()
+    rig.step()
+    rig.detect()
+    rig.step(rig.settings.sensor.rescan_seconds + 1)  # a rescan finds nothing new
+    rig.step(rig.settle + 0.01)
+
+    counts = {k: rig.ledger.counts()[k] for k in ("pending", "trained", "rejected", "duplicate")}
+    assert counts == {"pending": 2, "trained": 0, "rejected": 3, "duplicate": 2}
+    assert sum(counts.values()) == len(files)
+    left = sorted(p.name for p in rig.inbox.iterdir())
+    assert left == sorted(["a.csv", "b.csv.gz", "a folder", *temp]), (
+        "only CSVs waiting for a run, temp names and folders stay in the inbox"
+    )
+    assert len(rig.ledger.arrivals()) == len(files), "each recorded exactly once"
+
+
+def test_a_refused_file_renamed_and_released_counts_as_new(rig: Rig) -> None:
+    data = ROWS  # CSV text under the wrong name
+    rig.drop("table.txt", data)
+    rig.step()
+    rig.detect()
+    digest = hashlib.sha256(data).hexdigest()
+    quarantined = rig.settings.dirs.quarantine / "table.txt"
+    # What the sidecar tells a person: rename it, then `arrivals release` (which readmits).
+    renamed = quarantined.rename(quarantined.with_name("table.csv"))
+    assert rig.ledger.readmit(digest, str(renamed))
+    renamed.replace(rig.inbox / "table.csv")
+    rig.detect()
+    record = rig.ledger.get(digest)
+    assert (record.name, record.state) == ("table.csv", ANNOUNCED)
+    assert [a.disposition for a in rig.ledger.arrivals()] == [REFUSED, NEW]
+    assert len(rig.emitter.named(events.FILE_ARRIVED)) == 1

@@ -1,0 +1,175 @@
+"""The champion/challenger rule on paired intervals (consumer.judge). Pure: no model, no I/O.
+
+In order: the holdout must be large enough (`holdout.min_rows`) and define the metric; the
+challenger must clear the floor; the first version is then promoted; later ones must beat the
+champion with confidence and keep the guard metric non-inferior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consumer.judge import (
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    Holdout,
+    Interval,
+    Scores,
+    metric_value,
+    paired_interval,
+)
+from shared.settings import PromotionSettings
+
+PROMOTED = "promoted"
+KEPT = "kept champion"
+WORSE = "worse than champion"  # with confidence: a reason to look for a bad file
+BELOW_FLOOR = "below floor"  # no better than chance: a reason to look for a bad file
+NOT_JUDGED = "not judged"  # the holdout cannot decide yet
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str
+    metric: str
+    challenger: float | None
+    champion: float | None
+    comparison: Interval | None  # vs the champion; vs the baseline for a first version
+    baseline: Interval | None  # vs the prior-probability baseline
+    guard: Interval | None
+    reason: str
+
+    @property
+    def promote(self) -> bool:
+        return self.outcome == PROMOTED
+
+    @property
+    def blames_new_data(self) -> bool:
+        """The challenger lost with confidence, or sank under the floor."""
+        return self.outcome in (WORSE, BELOW_FLOOR)
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.comparison is None else self.comparison.delta
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow version tags every decision leaves (empty strings when undefined)."""
+        c = self.comparison
+
+        def fmt(value: float | None) -> str:
+            return "" if value is None else f"{value:.6f}"
+
+        return {
+            "arrivals.delta": fmt(c and c.delta),
+            "arrivals.delta_ci_low": fmt(c and c.low),
+            "arrivals.delta_ci_high": fmt(c and c.high),
+            "arrivals.confidence": "" if c is None else f"{c.confidence:g}",
+            "arrivals.delta_vs": "champion" if self.champion is not None else "baseline",
+            "arrivals.mde": fmt(c and c.mde),
+            "arrivals.decision_reason": self.reason,
+        }
+
+
+def _worse_than(metric: str, value: float, floor: float) -> bool:
+    return value > floor if metric in LOWER_IS_BETTER else value < floor
+
+
+def _name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+def decide(
+    holdout: Holdout,
+    challenger: Scores,
+    champion: Scores | None,
+    baseline: Scores,
+    promotion: PromotionSettings,
+    *,
+    champion_version: str | None = None,
+    min_rows: int = 0,
+) -> Decision:
+    """Judge `challenger` against `champion` (None: no champion yet) on the same rows."""
+    metric = promotion.metric
+    settings = {
+        "confidence": promotion.confidence,
+        "resamples": promotion.resamples,
+        "seed": promotion.seed,
+    }
+
+    def compare(measure: str, a: Scores, b: Scores) -> Interval:
+        return paired_interval(measure, holdout, a, b, **settings)
+
+    def verdict(outcome: str, reason: str, **found) -> Decision:
+        values = {
+            "challenger": value,
+            "champion": None if champion is None else metric_value(metric, holdout, champion),
+            "comparison": None,
+            "baseline": None,
+            "guard": None,
+        }
+        return Decision(outcome, metric, reason=reason, **{**values, **found})
+
+    if holdout.rows < min_rows:
+        value = None
+        return verdict(
+            NOT_JUDGED,
+            f"the holdout has {holdout.rows} rows, fewer than holdout.min_rows={min_rows}: "
+            "versions are registered, none becomes champion until it has",
+        )
+    if metric in ("roc_auc", "log_loss") and len(set(holdout.y.tolist())) < 2:
+        value = None
+        return verdict(NOT_JUDGED, f"the holdout has a single class: {_name(metric)} is undefined")
+    value = metric_value(metric, holdout, challenger)
+    floor = compare(metric, challenger, baseline)
+    if promotion.floor == "baseline":
+        if floor.delta <= 0:
+            return verdict(
+                BELOW_FLOOR,
+                f"{_name(metric)} {value:.3f} is no better than the prior baseline "
+                f"({floor.b:.3f}): {floor.text()}",
+                baseline=floor,
+                comparison=floor if champion is None else None,
+            )
+        if floor.low <= 0:
+            return verdict(
+                KEPT,
+                f"not sure it beats the prior baseline: {floor.text()} crosses +0.000",
+                baseline=floor,
+                comparison=floor if champion is None else None,
+            )
+    elif promotion.floor is not None and _worse_than(metric, value, promotion.floor):
+        return verdict(
+            BELOW_FLOOR,
+            f"{_name(metric)} {value:.3f} is worse than the floor {promotion.floor} "
+            "(promotion.floor)",
+            baseline=floor,
+            comparison=floor if champion is None else None,
+        )
+    if champion is None:
+        return verdict(
+            PROMOTED,
+            f"first version: {floor.text()} over the prior baseline",
+            baseline=floor,
+            comparison=floor,
+        )
+    against = compare(metric, challenger, champion)
+    who = f"champion v{champion_version}" if champion_version else "the champion"
+    found = {"baseline": floor, "comparison": against}
+    if against.high < 0:
+        return verdict(WORSE, f"{against.text()}: worse than {who}", **found)
+    margin = promotion.min_improvement
+    if against.low <= margin:
+        return verdict(
+            KEPT, f"{against.text()} vs {who}: not sure enough, CI crosses {margin:+.3f}", **found
+        )
+    guard_metric = promotion.guard_metric
+    if guard_metric is not None and guard_metric != metric:
+        guard = compare(guard_metric, challenger, champion)
+        found["guard"] = guard
+        if not guard.low > -promotion.guard_tolerance:
+            return verdict(
+                KEPT,
+                f"{against.text()} beats {who}, but {guard.text()} may lose more than "
+                f"{promotion.guard_tolerance} (promotion.guard_tolerance)",
+                **found,
+            )
+    return verdict(PROMOTED, f"{against.text()} beats {who}", **found)

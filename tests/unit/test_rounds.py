@@ -1,0 +1,163 @@
+"""A retrain round end to end in one process: ingest, train, judge, register, with a fake
+registry and emitter (consumer.retrain, consumer.verdict, consumer.publish)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from consumer import retrain
+from consumer.context import RetrainContext
+from consumer.ingest import ingest
+from consumer.verdict import judge_round
+from producer.batches import select_batch
+from shared.dataset import training_pool
+from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT, VERSION_REGISTERED
+from shared.ledger import SUSPECT, TRAINED, Ledger
+from shared.settings import Settings
+from tests.unit.fakes import FakeEmitter, FakeRegistry
+
+DECISION_TAGS = (
+    "arrivals.delta",
+    "arrivals.delta_ci_low",
+    "arrivals.delta_ci_high",
+    "arrivals.confidence",
+    "arrivals.decision_reason",
+    "arrivals.decision",
+)
+
+
+class Rig:
+    """Drops files through the ledger and runs rounds the way the retrain flow does."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.dirs.ensure()
+        self.settings = settings
+        self.ledger = Ledger(settings.ledger_url)
+        self.registry = FakeRegistry()
+        self.emitter = FakeEmitter()
+        self.rounds = 0
+
+    def drop(self, name: str, frame: pd.DataFrame) -> str:
+        path = self.settings.dirs.inbox / name
+        text = frame.to_csv(index=False)
+        path.write_text(text)
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        arrival = self.ledger.record_arrival(
+            name=name, path=str(path), size=path.stat().st_size, sha256=sha, detected_via="push"
+        )
+        self.ledger.mark_announced(arrival.id)
+        return sha
+
+    def round(self) -> dict:
+        self.rounds += 1
+        ctx = RetrainContext(
+            settings=self.settings,
+            ledger=self.ledger,
+            emitter=self.emitter,
+            run_id=f"run-{self.rounds}",
+            registry=self.registry,
+        )
+        claimed = retrain.claim(ctx)
+        accepted = [a for r in claimed if (a := ingest(ctx, r))]
+        judged = judge_round(ctx, retrain.train(ctx, accepted), self.registry, round_no=1)
+        if judged.trained is None:
+            return retrain.only_suspects(ctx, judged, accepted)
+        return retrain.register_and_judge(ctx, judged, self.registry)
+
+
+@pytest.fixture
+def rig(settings: Settings):
+    rig = Rig(settings)
+    yield rig
+    rig.ledger.close()
+
+
+def _batch(settings: Settings, number: int) -> pd.DataFrame:
+    pool = training_pool(settings.dataset, settings.holdout)
+    return select_batch(pool, number, batch_size=22, seed=42, dataset_name="tips").rows
+
+
+def _contradicting(settings: Settings, rows: int = 150, seed: int = 3) -> pd.DataFrame:
+    """Rows whose label says the opposite of what the features say: big bills, small tips."""
+    pool = training_pool(settings.dataset, settings.holdout)
+    frame = pool.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    frame["tip"] = np.where(frame["total_bill"] > frame["total_bill"].median(), 1.0, 6.0)
+    return frame
+
+
+def test_first_round_promotes_with_all_decision_tags(rig: Rig) -> None:
+    rig.drop("b1.csv", _batch(rig.settings, 1))
+    summary = rig.round()
+    assert summary["version"] == "1" and summary["champion"] == "1"
+    tags = rig.registry.tags["1"]
+    assert set(DECISION_TAGS) <= set(tags)
+    assert tags["arrivals.decision"] == "promoted"
+    assert float(tags["arrivals.delta_ci_low"]) > 0  # beats the prior baseline with confidence
+    assert "first version" in tags["arrivals.decision_reason"]
+    assert rig.registry.artifacts["1"]["decision.json"]["versus_baseline"]["resamples"] == 2000
+    assert [e.event for e in rig.emitter.sent] == [VERSION_REGISTERED, CHAMPION_PROMOTED]
+
+
+def test_a_contradicting_file_becomes_suspect_and_the_next_clean_one_is_judged_without_it(
+    rig: Rig,
+) -> None:
+    for number in (1, 2, 3):
+        rig.drop(f"b{number}.csv", _batch(rig.settings, number))
+        rig.round()
+    bad = rig.drop("bad.csv", _contradicting(rig.settings))
+    summary = rig.round()
+    assert rig.ledger.get(bad).state == SUSPECT
+    assert "without it" in rig.ledger.get(bad).reason
+    (event,) = rig.emitter.named(FILE_SUSPECT)
+    assert event.payload["name"] == "bad.csv" and "with bad.csv" in event.payload["reason"]
+    assert summary.get("version") is None  # the only new file was the culprit: no version
+
+    clean = rig.drop("b4.csv", _batch(rig.settings, 4))
+    summary = rig.round()
+    assert rig.ledger.get(clean).state == TRAINED
+    version = summary["version"]
+    assert bad not in {r.sha256 for r, _ in rig.ledger.files_of_version(version)}
+    for v in rig.registry.tags:  # no version was ever trained on the suspect
+        assert bad not in {r.sha256 for r, _ in rig.ledger.files_of_version(v)}
+
+
+def test_clean_batches_raise_no_suspect(rig: Rig) -> None:
+    for number in range(1, 9):
+        rig.drop(f"b{number}.csv", _batch(rig.settings, number))
+        rig.round()
+    assert rig.ledger.counts()["suspect"] == 0
+    assert not rig.emitter.named(FILE_SUSPECT)
+    champion = rig.registry.aliases["champion"]
+    for version, tags in rig.registry.tags.items():
+        assert set(DECISION_TAGS) <= set(tags), version
+        if tags["arrivals.decision"] == "promoted" and version != "1":
+            assert float(tags["arrivals.delta_ci_low"]) > 0
+    assert float(rig.registry.metrics[champion]["roc_auc"]) >= 0.75
+
+
+def test_accepting_a_suspect_makes_it_training_data_again(rig: Rig) -> None:
+    for number in (1, 2):
+        rig.drop(f"b{number}.csv", _batch(rig.settings, number))
+        rig.round()
+    bad = rig.drop("bad.csv", _contradicting(rig.settings))
+    rig.round()
+    assert rig.ledger.accept_suspect(bad, "accepted by an operator")
+    summary = rig.round()  # a rebuild: no new file
+    lineage = {r.sha256: new for r, new in rig.ledger.files_of_version(summary["version"])}
+    assert lineage[bad] is True  # first trained here
+    assert rig.ledger.get(bad).model_version == summary["version"]
+
+
+def test_a_suspect_can_be_retracted(rig: Rig, tmp_path: Path) -> None:
+    rig.drop("b1.csv", _batch(rig.settings, 1))
+    rig.round()
+    bad = rig.drop("bad.csv", _contradicting(rig.settings))
+    rig.round()
+    assert rig.ledger.get(bad).state == SUSPECT
+    assert rig.ledger.retract(bad, "bad labels")
+    assert rig.ledger.get(bad).state == "retracted"
