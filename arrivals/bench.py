@@ -66,7 +66,7 @@ T = TypeVar("T")
 
 BIN = Path(sys.executable).parent
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-PARTS = ("latency", "window", "burst", "default-polling", "retrain")
+PARTS = ("latency", "window", "burst", "default-polling", "retrain", "decisions")
 PARKED_CRON = "0 0 1 1 *"  # the producer's clock must not drop files while we measure
 DROP_ROWS = 20
 BURST_SIZES = (100, 500)
@@ -1387,6 +1387,10 @@ def render_report(report: dict[str, Any]) -> str:
         out.append(render_bursts(bursts))
     if isinstance(retrain := report["parts"].get("retrain"), list):
         out.append(render_retrain(retrain))
+    if isinstance(decisions := report["parts"].get("decisions"), dict) and "error" not in decisions:
+        from arrivals.bench_decisions import render_decisions
+
+        out.append(render_decisions(decisions))
     errors = report_errors(report)
     if errors:
         out += ["## Parts that failed", "", *(f"- {k}: {v}" for k, v in errors.items()), ""]
@@ -1448,6 +1452,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="write each drop outside the inbox and rename it in (a person's `mv`), "
         "instead of under a temp name inside the inbox (what `arrivals drop` does)",
+    )
+    parser.add_argument(
+        "--decision-pairs",
+        type=int,
+        default=200,
+        help="pairs of equal models in the decisions part (default 200)",
     )
     parser.add_argument("--seed", type=int, default=4, help="seed of the synthetic rows")
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes and logs")
@@ -1562,6 +1572,14 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
         _guarded("default-polling", report, default_polling)
     if "retrain" in args.parts:
         _guarded("retrain", report, lambda: measure_retrain(root / "retrain", rng, 1800))
+    if "decisions" in args.parts:
+        from arrivals.bench_decisions import measure_decisions
+
+        _guarded(
+            "decisions",
+            report,
+            lambda: measure_decisions(load_settings(), args.decision_pairs, args.seed),
+        )
 
 
 def run(args: argparse.Namespace) -> int:

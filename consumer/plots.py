@@ -11,6 +11,8 @@ from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
 
 def evaluation_figures(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, Figure]:
     """Confusion matrix (always) and ROC curve (binary labels) on the holdout."""
+    if len(x) == 0 or y.nunique() < 2:
+        return {}
     matrix = Figure(figsize=(4.5, 4))
     axis = matrix.subplots()
     ConfusionMatrixDisplay.from_estimator(pipeline, x, y, ax=axis, colorbar=False)

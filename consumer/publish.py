@@ -14,8 +14,10 @@ from shared import events
 from shared.fs import atomic_write_json, read_json
 
 if TYPE_CHECKING:
+    from consumer.decision import Decision
     from consumer.ingest import Accepted
-    from consumer.registry import Registry
+    from consumer.registry import Champion, Registered, Registry
+    from consumer.verdict import Judged
 
 
 def model_export(ctx: RetrainContext, version: str | None = None) -> Path:
@@ -159,6 +161,7 @@ def announce_model(ctx: RetrainContext, summary: dict, new: list[Accepted]) -> N
                 "files": summary["files"],
                 "files_total": summary["files_total"],
                 "suspects": summary["suspects"],
+                "file_notes": summary.get("file_notes") or [],
                 "decision": summary["reason"],
                 "outcome": summary["outcome"],
                 **decision,
@@ -189,6 +192,87 @@ def announce_model(ctx: RetrainContext, summary: dict, new: list[Accepted]) -> N
             )
         )
     ctx.emit(*out)
+
+
+def decision_record(judged: Judged, champion: Champion | None) -> dict[str, Any]:
+    """decision.json on the MLflow run: both models' scores on the same rows, the intervals."""
+    d = judged.decision
+    assert d is not None and judged.trained is not None
+
+    def interval(i: Any) -> dict[str, Any] | None:
+        return (
+            None
+            if i is None
+            else {k: getattr(i, k) for k in i.__dataclass_fields__} | {"mde": i.mde}
+        )
+
+    return {
+        "outcome": d.outcome,
+        "reason": d.reason,
+        "metric": d.metric,
+        "challenger": d.challenger,
+        "champion": d.champion,
+        "champion_version": champion.version if champion else None,
+        "holdout": judged.trained.holdout.description,
+        "versus_champion": interval(d.comparison if champion else None),
+        "versus_baseline": interval(d.baseline),
+        "guard": interval(d.guard),
+        "champion_since_trained": judged.fresh,
+        "suspects": [{"name": a.record.name, "reason": r} for a, r in judged.suspects],
+    }
+
+
+def round_summary(
+    ctx: RetrainContext,
+    judged: Judged,
+    decision: Decision,
+    registered: Registered,
+    previous: str | None,
+    champion_now: str | None,
+) -> dict[str, Any]:
+    trained = judged.trained
+    assert trained is not None
+    version = registered.version
+    moved = champion_now != previous
+    comparison = decision.comparison
+    url = ctx.settings.mlflow_url
+    return {
+        "version": version,
+        "decision_title": f"v{version}: champion is now v{champion_now}"
+        if moved
+        else f"v{version}: champion stays v{previous}",
+        "promoted": decision.promote,
+        "outcome": decision.outcome,
+        "previous_champion": previous,
+        "champion": champion_now,
+        "champion_moved": moved,
+        "metric": decision.metric,
+        "delta": decision.delta,
+        "delta_ci_low": comparison and comparison.low,
+        "delta_ci_high": comparison and comparison.high,
+        "confidence": comparison and comparison.confidence,
+        "resamples": ctx.settings.promotion.resamples,
+        "mde": comparison and comparison.mde,
+        "reason": decision.reason,
+        "holdout": trained.holdout.description,
+        "metrics": trained.result.metrics,
+        "champion_metrics": champion_metrics(decision, judged.champion),
+        "prequential": judged.prequential,
+        "fresh": judged.fresh,
+        "files": [a.record.name for a in trained.new],
+        "file_notes": [f"{a.record.name}: {a.rows_note}" for a in trained.new if a.dropped],
+        "suspects": [{"name": a.record.name, "reason": r} for a, r in judged.suspects],
+        "mlflow_run_id": registered.run_id,
+        "mlflow_run_url": f"{url}/#/experiments/{registered.experiment_id}"
+        f"/runs/{registered.run_id}",
+    }
+
+
+def champion_metrics(decision: Decision, champion: Champion | None) -> dict[str, float] | None:
+    """The champion's primary metric re-scored on today's rows (not its stored value)."""
+    if champion is None or decision.champion is None:
+        return None
+    return {decision.metric: decision.champion}
 
 
 def render_report(summary: dict[str, Any]) -> str:

@@ -12,9 +12,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from consumer.context import RetrainContext
-from consumer.decision import PROMOTED, Decision
+from consumer.decision import PROMOTED
 from consumer.ingest import Accepted, load_accepted
-from consumer.publish import announce_model, export_version, promote_export, write_history
+from consumer.publish import (
+    announce_model,
+    decision_record,
+    export_version,
+    promote_export,
+    round_summary,
+    write_history,
+)
 from consumer.verdict import Judged, best_clean_version
 from shared.ledger import TRAINED
 
@@ -22,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from consumer.holdout import Holdout
-    from consumer.registry import Champion, Registered, Registry
+    from consumer.registry import Registry
     from consumer.training import TrainResult
     from shared.ledger import FileRecord, Ledger
 
@@ -95,9 +102,10 @@ def files_in_window(earlier: list[FileRecord], budget: int) -> list[FileRecord]:
     return chosen[::-1]
 
 
-def _fit(
+def fit(
     ctx: RetrainContext, earlier_rows: pd.DataFrame, new: list[Accepted], holdout: Holdout
 ) -> TrainResult:
+    """Train on `earlier_rows` plus the new files' rows (the policy applied), score on holdout."""
     import pandas as pd
 
     from consumer.training import NotTrainable, apply_policy, train_and_evaluate
@@ -137,7 +145,7 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     # This round's files count: with no source their holdout rows are the holdout's newest
     # (and in the first round its only ones).
     holdout = load_holdout(settings, ctx.ledger, [a.record.sha256 for a in new])
-    result = _fit(ctx, earlier_rows, new, holdout)
+    result = fit(ctx, earlier_rows, new, holdout)
     ctx.logger.info(
         "Trained on %d rows from %d file(s) (%d new, policy %s); holdout (%s) %s",
         result.train_rows,
@@ -150,11 +158,18 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     return Trained(result, new, earlier, earlier_rows, holdout)
 
 
-def retrain_without(ctx: RetrainContext, trained: Trained, left_out: frozenset[str]) -> Trained:
-    """The same training with some of the round's new files left out."""
+def retrain_without(
+    ctx: RetrainContext,
+    trained: Trained,
+    left_out: frozenset[str],
+    holdout: Holdout | None = None,
+) -> Trained:
+    """The same training with some of the round's new files left out (on `holdout`, else
+    the same holdout)."""
     new = [a for a in trained.new if a.record.sha256 not in left_out]
-    result = _fit(ctx, trained.earlier_rows, new, trained.holdout)
-    return Trained(result, new, trained.earlier, trained.earlier_rows, trained.holdout)
+    holdout = holdout or trained.holdout
+    result = fit(ctx, trained.earlier_rows, new, holdout)
+    return Trained(result, new, trained.earlier, trained.earlier_rows, holdout)
 
 
 def _lineage(trained: Trained) -> list[dict[str, Any]]:
@@ -199,6 +214,7 @@ def register_and_judge(
     lineage = _lineage(trained)
     new_names = ", ".join(a.record.name for a in trained.new)
     x_hold, y_hold = split_xy(trained.holdout.frame, settings.dataset)
+    example = x_hold if len(x_hold) else trained.new[0].frame if trained.new else x_hold
     decision_metrics = {
         f"decision_{k}": v
         for k, v in (
@@ -209,7 +225,7 @@ def register_and_judge(
     }
     registered = registry.log_and_register(
         pipeline=result.pipeline,
-        x_example=x_hold.head(5),
+        x_example=example[settings.dataset.features.all].head(5),
         params={
             "model_kind": settings.model.kind,
             **{f"model.{k}": v for k, v in settings.model.params.items()},
@@ -233,7 +249,7 @@ def register_and_judge(
         },
         artifacts={
             "lineage.json": {"files": lineage},
-            "decision.json": _decision_record(judged, champion),
+            "decision.json": decision_record(judged, champion),
         },
         figures=evaluation_figures(result.pipeline, x_hold, y_hold),
         trusted_types=SKOPS_TRUSTED_TYPES[settings.model.kind],
@@ -285,7 +301,7 @@ def register_and_judge(
             "arrivals.decision": decision.outcome,  # last
         },
     )
-    summary = _summary(ctx, judged, decision, registered, version, previous, champion_now)
+    summary = round_summary(ctx, judged, decision, registered, previous, champion_now)
     summary["train_rows"], summary["files_total"] = result.train_rows, len(lineage)
     history = write_history(ctx, summary, trained.new)
     registry.log_figure(
@@ -295,87 +311,6 @@ def register_and_judge(
     )
     announce_model(ctx, summary, trained.new)
     return summary
-
-
-def _decision_record(judged: Judged, champion: Champion | None) -> dict[str, Any]:
-    """decision.json on the MLflow run: both models' scores on the same rows, the intervals."""
-    d = judged.decision
-    assert d is not None and judged.trained is not None
-
-    def interval(i: Any) -> dict[str, Any] | None:
-        return (
-            None
-            if i is None
-            else {k: getattr(i, k) for k in i.__dataclass_fields__} | {"mde": i.mde}
-        )
-
-    return {
-        "outcome": d.outcome,
-        "reason": d.reason,
-        "metric": d.metric,
-        "challenger": d.challenger,
-        "champion": d.champion,
-        "champion_version": champion.version if champion else None,
-        "holdout": judged.trained.holdout.description,
-        "versus_champion": interval(d.comparison if champion else None),
-        "versus_baseline": interval(d.baseline),
-        "guard": interval(d.guard),
-        "champion_since_trained": judged.fresh,
-        "suspects": [{"name": a.record.name, "reason": r} for a, r in judged.suspects],
-    }
-
-
-def _summary(
-    ctx: RetrainContext,
-    judged: Judged,
-    decision: Decision,
-    registered: Registered,
-    version: str,
-    previous: str | None,
-    champion_now: str | None,
-) -> dict[str, Any]:
-    trained = judged.trained
-    assert trained is not None
-    moved = champion_now != previous
-    comparison = decision.comparison
-    url = ctx.settings.mlflow_url
-    return {
-        "version": version,
-        "decision_title": f"v{version}: champion is now v{champion_now}"
-        if moved
-        else f"v{version}: champion stays v{previous}",
-        "promoted": decision.promote,
-        "outcome": decision.outcome,
-        "previous_champion": previous,
-        "champion": champion_now,
-        "champion_moved": moved,
-        "metric": decision.metric,
-        "delta": decision.delta,
-        "delta_ci_low": comparison and comparison.low,
-        "delta_ci_high": comparison and comparison.high,
-        "confidence": comparison and comparison.confidence,
-        "resamples": ctx.settings.promotion.resamples,
-        "mde": comparison and comparison.mde,
-        "reason": decision.reason,
-        "holdout": trained.holdout.description,
-        "metrics": trained.result.metrics,
-        "champion_metrics": _champion_metrics(decision, judged.champion),
-        "prequential": judged.prequential,
-        "fresh": judged.fresh,
-        "files": [a.record.name for a in trained.new],
-        "file_notes": [n for a in trained.new if (n := getattr(a, "rows_note", None))],
-        "suspects": [{"name": a.record.name, "reason": r} for a, r in judged.suspects],
-        "mlflow_run_id": registered.run_id,
-        "mlflow_run_url": f"{url}/#/experiments/{registered.experiment_id}"
-        f"/runs/{registered.run_id}",
-    }
-
-
-def _champion_metrics(decision: Decision, champion: Champion | None) -> dict[str, float] | None:
-    """The champion's primary metric re-scored on today's rows (not its stored value)."""
-    if champion is None or decision.champion is None:
-        return None
-    return {decision.metric: decision.champion}
 
 
 def _shas_of(ctx: RetrainContext, version: str) -> set[str]:
@@ -403,6 +338,12 @@ def only_suspects(ctx: RetrainContext, judged: Judged, new: list[Accepted]) -> d
     """
     held = {a.record.sha256 for a, _ in judged.suspects}
     clean = [a for a in new if a.record.sha256 not in held]
-    summary = keep_without_model(ctx, clean, "the files left after the suspects cannot train")
+    names = ", ".join(a.record.name for a, _ in judged.suspects)
+    if clean:
+        summary = keep_without_model(ctx, clean, f"without the suspects ({names}) nothing trains")
+    else:
+        ctx.logger.warning("No version this round: every new file is suspect (%s)", names)
+        summary = {"version": None, "promoted": False, "files": []}
+        summary["reason"] = f"every new file is suspect ({names})"
     summary["suspects"] = [{"name": a.record.name, "reason": r} for a, r in judged.suspects]
     return summary

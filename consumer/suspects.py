@@ -4,11 +4,12 @@ When a challenger is worse than the champion with confidence, or sinks under the
 round's new files are tested. A file is to blame when both hold, each with confidence:
 1. the model trained *without* it beats the model trained with everything, on the same
    holdout rows (paired);
-2. the file disagrees with the rest: that model (which never saw the file) scores the file's
-   own rows worse than it scores the holdout (two independent bootstraps).
-The second test uses rows no decision has used. Without it, when the champion is the previous
-version, test 1 would repeat the comparison that fired the search, and an unlucky clean file
-would be blamed whenever a lucky champion beat its successor (4 of 240 clean tips rounds did).
+2. the file disagrees with the rest (`consumer.verdict` runs two checks and keeps the
+   stronger): a model trained on the file alone scores the holdout below the prior baseline,
+   or the model trained without it scores the file's own rows worse than the holdout.
+Without test 2, when the champion is the previous version, test 1 repeats the comparison that
+fired the search, and an unlucky clean file is blamed whenever a lucky champion beat its
+successor (4 of 240 clean tips rounds were). Test 2 asks something of the file itself.
 
 With up to `leave_one_out_max` new files each is left out in turn; with more, halves are left
 out and only a half whose removal helps is searched further (bisection: about 2·log2(n)
@@ -28,25 +29,32 @@ class CannotTrain(Exception):
 
 
 @dataclass(frozen=True)
+class Disagreement:
+    """How much a file disagrees with the rest (positive: it does), and the finding in words."""
+
+    interval: Interval
+    finding: str
+
+
+@dataclass(frozen=True)
 class Blame:
     file: str  # the file's id (sha256)
     gain: Interval  # how much better the model is without it (a: without, b: with)
-    disagreement: Interval  # that model on the holdout (a) vs on the file's own rows (b)
+    disagreement: Disagreement
 
     def evidence(self, name: str) -> str:
-        """e.g. 'with x.csv ROC AUC 0.21; without it 0.61: leaving it out gains +0.40 […]'."""
+        """e.g. 'with x.csv ROC AUC 0.21, without it 0.61: leaving it out gains +0.40 […]; …'."""
         metric = METRIC_NAMES.get(self.gain.metric, self.gain.metric)
-        own = METRIC_NAMES.get(self.disagreement.metric, self.disagreement.metric)
         return (
             f"with {name} the challenger's {metric} is {self.gain.b:.3f}, without it "
-            f"{self.gain.a:.3f}: leaving it out gains {_bracket(self.gain, metric)}; "
-            f"a model that never saw it scores its own rows {own} {self.disagreement.b:.3f} "
-            f"against {self.disagreement.a:.3f} on the holdout "
-            f"({_bracket(self.disagreement, own)} in the holdout's favour)"
+            f"{self.gain.a:.3f}: leaving it out gains {bracket(self.gain)}; "
+            f"{self.disagreement.finding}"
         )
 
 
-def _bracket(interval: Interval, metric: str) -> str:
+def bracket(interval: Interval) -> str:
+    """'+0.40 [95% CI +0.25, +0.55]'."""
+    metric = METRIC_NAMES.get(interval.metric, interval.metric)
     return interval.text().removeprefix(metric + " ")
 
 
@@ -55,7 +63,7 @@ def find_culprits(
     scores_without: Callable[[frozenset[str]], Scores],
     scores_with: Scores,
     holdout: Holdout,
-    disagreement: Callable[[str], Interval | None],
+    disagreement: Callable[[str], Disagreement | None],
     *,
     metric: str,
     confidence: float,
@@ -64,8 +72,8 @@ def find_culprits(
     leave_one_out_max: int,
 ) -> list[Blame]:
     """The candidates to blame, best gain first. `scores_without(files)` trains without
-    `files`; `disagreement(file)` compares the model trained without `file` on the holdout
-    and on the file's own rows (None: the file's rows cannot say)."""
+    `files`; `disagreement(file)` says how much `file` disagrees with the rest (None: it
+    cannot be told)."""
 
     def gain(left_out: Sequence[str]) -> Interval | None:
         try:
@@ -90,7 +98,7 @@ def find_culprits(
                 if g is None or not g.low > 0:
                     continue
                 d = disagreement(name)
-                if d is not None and d.low > 0:
+                if d is not None and d.interval.low > 0:
                     blamed.append(Blame(name, g, d))
             return blamed
         middle = len(group) // 2

@@ -106,6 +106,8 @@ def apply_policy(frame: pd.DataFrame, training: TrainingSettings) -> pd.DataFram
 
 def evaluate(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Holdout metrics; ROC AUC and log loss only when the classes allow them."""
+    if len(x) == 0:  # a holdout still empty (no source, first files): nothing to score yet
+        return {}
     predicted = pipeline.predict(x)
     metrics = {
         "accuracy": float(accuracy_score(y, predicted)),

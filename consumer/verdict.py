@@ -12,15 +12,16 @@ from consumer.context import RetrainContext
 from consumer.decision import Decision, decide
 from consumer.ingest import Accepted, load_accepted
 from consumer.judge import (
+    METRIC_NAMES,
     Holdout,
-    Interval,
     Scores,
+    paired_interval,
     prior_scores,
     unpaired_interval,
     value_interval,
 )
 from consumer.publish import announce_suspects, load_version
-from consumer.suspects import CannotTrain, find_culprits
+from consumer.suspects import CannotTrain, Disagreement, bracket, find_culprits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,6 +96,7 @@ def judge_round(
     ctx: RetrainContext, trained: Trained, registry: Registry, *, round_no: int
 ) -> Judged:
     """Decide on the challenger; blame and hold out the new files that made it lose."""
+    from consumer.holdout import load_holdout
     from consumer.retrain import retrain_without
     from consumer.training import NotTrainable
 
@@ -117,20 +119,8 @@ def judge_round(
                     raise CannotTrain(str(error)) from error
             return models[left_out]
 
-        def disagreement(sha: str) -> Interval | None:
-            own = _own_rows(ctx, by_sha[sha], rows.labels)
-            if own is None:
-                return None
-            model = model_without(frozenset([sha]))
-            metric = promotion.metric if len(set(own[1].y.tolist())) > 1 else "accuracy"
-            return unpaired_interval(
-                metric,
-                (rows.holdout, _scores(model, rows)),
-                (own[1], _scores(model, own[0])),
-                confidence=promotion.confidence,
-                resamples=promotion.resamples,
-                seed=promotion.seed,
-            )
+        def disagreement(sha: str) -> Disagreement | None:
+            return _disagreement(ctx, trained, rows, by_sha[sha], model_without(frozenset([sha])))
 
         blamed = find_culprits(
             [a.record.sha256 for a in trained.new],
@@ -156,8 +146,11 @@ def judge_round(
         for accepted, reason in suspects:
             ctx.logger.warning("Suspect %s: %s", accepted.record.name, reason)
         announce_suspects(ctx, suspects, round_no)
+        # With no source, a suspect's own holdout rows leave the holdout with it.
+        remaining = [a.record.sha256 for a in trained.new if a.record.sha256 not in left_out]
         try:
-            trained = retrain_without(ctx, trained, left_out)
+            holdout = load_holdout(ctx.settings, ctx.ledger, remaining)
+            trained = retrain_without(ctx, trained, left_out, holdout)
         except NotTrainable:
             return Judged(None, None, champion, suspects, {}, None)
         if not trained.new:  # every new file is suspect: nothing new to register
@@ -167,6 +160,64 @@ def judge_round(
         ctx.logger.info("Challenger without the suspects: %s", decision.reason)
     prequential, fresh = _fresh_evidence(ctx, champion, model, trained.new)
     return Judged(trained, decision, champion, suspects, prequential, fresh)
+
+
+def _disagreement(
+    ctx: RetrainContext, trained: Trained, rows: _Rows, accepted: Accepted, without: Any
+) -> Disagreement | None:
+    """How much a new file disagrees with the rest, by the stronger of two checks:
+    a model trained on it alone vs the prior baseline on the holdout, and the model trained
+    without it on the file's own rows vs on the holdout."""
+    import numpy as np
+
+    from consumer.retrain import fit
+    from consumer.training import NotTrainable
+
+    promotion = ctx.settings.promotion
+    settings = {
+        "confidence": promotion.confidence,
+        "resamples": promotion.resamples,
+        "seed": promotion.seed,
+    }
+    metric = METRIC_NAMES.get(promotion.metric, promotion.metric)
+    found: list[Disagreement] = []
+    try:
+        alone = fit(ctx, trained.earlier_rows.iloc[0:0], [accepted], trained.holdout)
+    except NotTrainable:
+        alone = None
+    if alone is not None:
+        index = {label: i for i, label in enumerate(rows.labels)}
+        train_y = np.array([index[v] for v in alone.train_labels.tolist() if v in index])
+        baseline = prior_scores(train_y, len(rows.labels), rows.holdout.rows)
+        below = paired_interval(
+            promotion.metric, rows.holdout, baseline, _scores(alone.pipeline, rows), **settings
+        )
+        found.append(
+            Disagreement(
+                below,
+                f"a model trained on it alone scores the holdout {metric} {below.b:.3f}, "
+                f"below the prior baseline's {below.a:.3f} by {bracket(below)}",
+            )
+        )
+    own = _own_rows(ctx, accepted, rows.labels)
+    if own is not None:
+        own_metric = promotion.metric if len(set(own[1].y.tolist())) > 1 else "accuracy"
+        worse = unpaired_interval(
+            own_metric,
+            (rows.holdout, _scores(without, rows)),
+            (own[1], _scores(without, own[0])),
+            **settings,
+        )
+        found.append(
+            Disagreement(
+                worse,
+                f"a model that never saw it scores its rows "
+                f"{METRIC_NAMES.get(own_metric, own_metric)} {worse.b:.3f} against "
+                f"{worse.a:.3f} on the holdout ({bracket(worse)} in the holdout's favour)",
+            )
+        )
+    usable = [d for d in found if np.isfinite(d.interval.low)]
+    return max(usable, key=lambda d: d.interval.low, default=None)
 
 
 def _own_rows(
@@ -196,7 +247,6 @@ def _fresh_evidence(
     import numpy as np
     import pandas as pd
 
-    from consumer.judge import METRIC_NAMES
     from consumer.training import evaluate, split_xy
 
     if champion is None or model is None:

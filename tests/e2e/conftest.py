@@ -184,7 +184,7 @@ class RunningStack:
                     (
                         r
                         for r in reversed(ledger.files())
-                        if r.name == name and r.state in ("trained", "rejected")
+                        if r.name == name and r.state in ("trained", "rejected", "suspect")
                     ),
                     None,
                 )
@@ -194,7 +194,7 @@ class RunningStack:
                 return record
             return record if self._decided(record.model_version) else None
 
-        return wait_for(done, timeout, f"{name} to be trained or rejected")
+        return wait_for(done, timeout, f"{name} to be trained, rejected or suspect")
 
     def _decided(self, version: str) -> bool:
         response = self.mlflow(

@@ -1,4 +1,10 @@
-"""Champion/challenger you can trust, and lineage both ways, on a real stack."""
+"""Champion/challenger you can trust, suspects, and lineage both ways, on a real stack.
+
+The story of this module, in order: a file with no signal is registered but not champion; a
+file whose labels contradict the rest becomes suspect with no one acting; a later clean file
+becomes champion without it; accept and retract work on the suspect; a retraction moves a
+tainted champion.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared.dataset import compute_label, training_pool
-from shared.events import CHAMPION_PROMOTED
+from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT
 from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -18,6 +25,14 @@ PARAMS_OVERRIDES = {
     "automation": {"cron_schedule": "0 0 1 1 *"},  # every file here is dropped by hand
     "sensor": {"rescan_seconds": 2, "reannounce_after_seconds": 20},
 }
+DECISION_TAGS = (
+    "arrivals.delta",
+    "arrivals.delta_ci_low",
+    "arrivals.delta_ci_high",
+    "arrivals.confidence",
+    "arrivals.decision_reason",
+    "arrivals.decision",
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +40,12 @@ def pool(stack: RunningStack):
     return training_pool(stack.settings.dataset, stack.settings.holdout)
 
 
-def drop(stack: RunningStack, frame, folder: Path, name: str):
+def drop(stack: RunningStack, frame, folder: Path, name: str, state: str = "trained"):
     path = folder / name
     frame.to_csv(path, index=False)
     subprocess.run(["cp", str(path), str(stack.settings.dirs.inbox)], check=True)
     record = stack.wait_terminal(name)
-    assert record.state == "trained", record.reason
+    assert record.state == state, record.reason
     return record
 
 
@@ -52,24 +67,67 @@ def lineage(stack: RunningStack, *args: str) -> dict:
     return json.loads(stack.arrivals("lineage", *args, "--json").stdout)
 
 
-def test_first_file_is_champion_with_lineage_both_ways(stack: RunningStack, pool, tmp_path):
-    record = drop(stack, pool.iloc[:120], tmp_path, "good_a.csv")
-    assert champion(stack)["version"] == record.model_version == "1"
+def files_of(stack: RunningStack, version: str) -> set[str]:
+    return {f["name"] for f in lineage(stack, "--version", version)["files"]}
+
+
+def test_a_file_with_no_signal_is_registered_but_not_champion(stack, pool, tmp_path):
+    noise = pool.iloc[:40].copy()
+    noise["tip"] = np.random.default_rng(0).permutation(noise["tip"].to_numpy())
+    record = drop(stack, noise, tmp_path, "noise.csv")
+    assert record.model_version == "1"
+    (version,) = stack.model_versions()
+    assert set(DECISION_TAGS) <= set(version["tags"])
+    assert version["tags"]["arrivals.decision"] != "promoted"
+    assert "prior baseline" in version["tags"]["arrivals.decision_reason"]
+    assert stack.status()["champion"] is None
+    assert stack.status()["files"]["suspect"] == 0  # a first file cannot be blamed alone
+
+
+def test_a_contradicting_file_becomes_suspect_with_no_one_acting(stack, pool, tmp_path):
+    flipped = pool.copy()
+    label = compute_label(flipped, stack.settings.dataset.label)
+    # Tips chosen so every row's label is the opposite of what its bill suggests.
+    flipped["tip"] = (flipped["total_bill"] * label.map({1: 0.05, 0: 0.30})).round(2)
+    bad = drop(
+        stack,
+        flipped.sample(frac=2, replace=True, random_state=1),
+        tmp_path,
+        "bad_c.csv",
+        state="suspect",
+    )
+    assert "without it" in bad.reason and "prior baseline" in bad.reason
+
+    event = wait_for(lambda: stack.events(FILE_SUSPECT), 30, "the inbox.file.suspect event")[0]
+    assert event["resource"]["prefect.resource.name"] == "bad_c.csv"
+    assert "without it" in event["payload"]["reason"]
+    assert event["payload"]["round"] >= 1 and "flow-run" in event["payload"]["flow_run"]
+    status = stack.status()
+    assert status["files"]["suspect"] == 1
+    stack.assert_counts_match_ledger()
+    assert lineage(stack, "bad_c.csv")["file"]["state"] == "suspect"
+    assert [v["version"] for v in stack.model_versions()] == ["1"]  # nothing trained on it
+    events = stack.arrivals("events", "-n", "50").stdout
+    assert "SUSPECT" in events and "bad_c.csv" in events
+
+
+def test_a_later_clean_file_becomes_champion_without_the_suspect(stack, pool, tmp_path):
+    record = drop(stack, pool.iloc[40:140], tmp_path, "good_a.csv")
+    assert champion(stack)["version"] == record.model_version == "2"
+    assert "bad_c.csv" not in files_of(stack, "2")
 
     by_file = lineage(stack, "good_a.csv")
     assert by_file["file"]["sha256"] == record.sha256
-    assert by_file["versions"] == ["1"]
-    by_sha = lineage(stack, record.sha256[:12])
-    assert by_sha["file"]["name"] == "good_a.csv"
-    by_version = lineage(stack, "--version", "1")
-    assert [(f["name"], f["sha256"]) for f in by_version["files"]] == [
-        ("good_a.csv", record.sha256)
-    ]
+    assert by_file["versions"] == ["2"]
+    assert lineage(stack, record.sha256[:12])["file"]["name"] == "good_a.csv"
+    assert files_of(stack, "2") == {"noise.csv", "good_a.csv"}
 
-    # The version itself carries the flow run and its trigger, and the evaluation plots.
+    # The version carries the decision with its interval, the flow run and the plots.
     tags = {t["key"]: t["value"] for t in champion(stack)["tags"]}
+    assert tags["arrivals.decision"] == "promoted"
+    assert float(tags["arrivals.delta_ci_low"]) > stack.settings.promotion.min_improvement
+    assert tags["arrivals.confidence"] == "0.95"
     assert tags["arrivals.flow_run_id"] == record.claimed_by
-    assert tags["arrivals.flow_run_url"].endswith(record.claimed_by)
     run_id = champion(stack)["run_id"]
     plots = stack.mlflow("/artifacts/list", run_id=run_id, path="plots").json()["files"]
     assert {Path(f["path"]).name for f in plots} >= {
@@ -77,6 +135,11 @@ def test_first_file_is_champion_with_lineage_both_ways(stack: RunningStack, pool
         "roc_curve.png",
         "metric_over_versions.png",
     }
+    decision = stack.mlflow("/artifacts/list", run_id=run_id).json()["files"]
+    assert "decision.json" in {Path(f["path"]).name for f in decision}
+    status = stack.status()
+    assert status["champion"]["decision"]["outcome"] == "promoted"
+    assert status["last_decision"]["version"] == "2"
 
     # The retrain run published its report as a Prefect artifact.
     artifacts = stack.prefect(
@@ -86,50 +149,54 @@ def test_first_file_is_champion_with_lineage_both_ways(stack: RunningStack, pool
     ).json()
     reports = [a for a in artifacts if a["key"] == "retrain-report"]
     assert reports and "good_a.csv" in reports[0]["data"]
-    assert "Decision" in reports[0]["data"]
+    assert "paired bootstrap" in reports[0]["data"]
 
 
-def test_corrupted_labels_are_registered_but_not_promoted(stack: RunningStack, pool, tmp_path):
-    settings = stack.settings
-    flipped = pool.copy()
-    label = compute_label(flipped, settings.dataset.label)
-    # Tip shares chosen so every row's label is the opposite of what its features suggest.
-    flipped["tip"] = (flipped["total_bill"] * label.map({1: 0.05, 0: 0.30})).round(2)
-    doubled = flipped.sample(frac=2, replace=True, random_state=1)
-    corrupted = drop(stack, doubled, tmp_path, "bad_c.csv")
+def test_accept_then_retract_a_suspect(stack: RunningStack):
+    result = stack.arrivals("accept", "bad_c.csv", check=False)
+    assert result.returncode == 0, result.stderr
+    accepted = lineage(stack, "bad_c.csv")["file"]
+    assert accepted["state"] == "trained"
+    (version,) = lineage(stack, "bad_c.csv")["versions"]
+    assert version == "3" and "bad_c.csv" in files_of(stack, "3")
+    assert champion(stack)["version"] == "2"  # a person's accept is no promotion
 
-    assert corrupted.model_version == "2"
-    version = stack.mlflow("/model-versions/get", name=settings.model.name, version="2").json()
-    tags = {t["key"]: t["value"] for t in version["model_version"]["tags"]}
-    assert tags["arrivals.decision"] == "kept champion"
-    assert champion(stack)["version"] == "1"
-    # The champion was scored on the new rows before training: the drift signal is logged.
-    assert "prequential_accuracy" in run_metrics(stack, "2")
+    result = stack.arrivals("retract", "bad_c.csv", "--reason", "labels inverted", check=False)
+    assert result.returncode == 0, result.stderr
+    assert lineage(stack, "bad_c.csv")["file"]["state"] == "retracted"
+    for v in stack.model_versions():  # no champion ever trained on it
+        if v["tags"].get("arrivals.decision") == "promoted":
+            assert "bad_c.csv" not in files_of(stack, v["version"])
 
 
 def test_retraining_the_same_data_gives_identical_metrics(stack: RunningStack):
-    stack.arrivals("retract", "bad_c.csv", "--reason", "labels corrupted")
     stack.arrivals("retrain")
     versions = sorted(int(v["version"]) for v in stack.model_versions())
-    assert versions[-2:] == [3, 4]
-    # v1 (good_a alone), v3 and v4 (rebuilds after bad_c was retracted): same files, params.
+    assert versions[-2:] == [4, 5]
+    # v2 (noise + good_a), v4 (after the retraction) and v5 (a plain retrain): same files.
     for metric in ("roc_auc", "accuracy", "f1_macro", "log_loss"):
-        assert run_metrics(stack, "3")[metric] == run_metrics(stack, "1")[metric]
-        assert run_metrics(stack, "4")[metric] == run_metrics(stack, "1")[metric]
-    assert lineage(stack, "bad_c.csv")["file"]["state"] == "retracted"
+        assert run_metrics(stack, "4")[metric] == run_metrics(stack, "2")[metric]
+        assert run_metrics(stack, "5")[metric] == run_metrics(stack, "2")[metric]
+    for version in stack.model_versions():
+        tags = version["tags"]
+        assert set(DECISION_TAGS) <= set(tags), version["version"]
+        if tags["arrivals.decision"] == "promoted" and "retracted" not in tags.get(
+            "arrivals.decision_reason", ""
+        ):
+            assert float(tags["arrivals.delta_ci_low"]) > 0
 
 
 def test_retracting_a_file_the_champion_used_moves_the_champion(stack, pool, tmp_path):
-    drop(stack, pool.iloc[120:], tmp_path, "good_b.csv")
+    drop(stack, pool.iloc[140:], tmp_path, "good_b.csv")
     before = champion(stack)["version"]
-    assert "good_a.csv" in {f["name"] for f in lineage(stack, "--version", before)["files"]}
+    assert "good_a.csv" in files_of(stack, before)
 
     result = stack.arrivals("retract", "good_a.csv", check=False)
     assert result.returncode == 0, result.stderr
 
     after = champion(stack)["version"]
     assert after != before
-    assert "good_a.csv" not in {f["name"] for f in lineage(stack, "--version", after)["files"]}
+    assert "good_a.csv" not in files_of(stack, after)
     previous = stack.mlflow(
         "/registered-models/alias", name=stack.settings.model.name, alias="previous_champion"
     ).json()["model_version"]

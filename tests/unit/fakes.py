@@ -1,11 +1,21 @@
-"""Fakes for the retrain's external systems: a model registry and an event emitter."""
+"""Fakes for the retrain's external systems (a model registry, an event emitter) and a rig
+that runs retrain rounds with them in one process."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
+from consumer import retrain
+from consumer.context import RetrainContext
+from consumer.ingest import ingest
 from consumer.registry import Champion, Registered
+from consumer.verdict import judge_round
+from shared.ledger import Ledger
+from shared.settings import Settings
 
 
 @dataclass
@@ -67,3 +77,42 @@ class FakeEmitter:
 
     def named(self, name: str) -> list[Any]:
         return [e for e in self.sent if e.event == name]
+
+
+class Rig:
+    """Drops files through the ledger and runs rounds the way the retrain flow does."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.dirs.ensure()
+        self.settings = settings
+        self.ledger = Ledger(settings.ledger_url)
+        self.registry = FakeRegistry()
+        self.emitter = FakeEmitter()
+        self.rounds = 0
+
+    def drop(self, name: str, frame: pd.DataFrame) -> str:
+        path = self.settings.dirs.inbox / name
+        text = frame.to_csv(index=False)
+        path.write_text(text)
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        arrival = self.ledger.record_arrival(
+            name=name, path=str(path), size=path.stat().st_size, sha256=sha, detected_via="push"
+        )
+        self.ledger.mark_announced(arrival.id)
+        return sha
+
+    def round(self) -> dict:
+        self.rounds += 1
+        ctx = RetrainContext(
+            settings=self.settings,
+            ledger=self.ledger,
+            emitter=self.emitter,
+            run_id=f"run-{self.rounds}",
+            registry=self.registry,
+        )
+        claimed = retrain.claim(ctx)
+        accepted = [a for r in claimed if (a := ingest(ctx, r))]
+        judged = judge_round(ctx, retrain.train(ctx, accepted), self.registry, round_no=1)
+        if judged.trained is None:
+            return retrain.only_suspects(ctx, judged, accepted)
+        return retrain.register_and_judge(ctx, judged, self.registry)

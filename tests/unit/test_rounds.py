@@ -3,23 +3,18 @@ registry and emitter (consumer.retrain, consumer.verdict, consumer.publish)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from consumer import retrain
-from consumer.context import RetrainContext
-from consumer.ingest import ingest
-from consumer.verdict import judge_round
 from producer.batches import select_batch
 from shared.dataset import training_pool
 from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT, VERSION_REGISTERED
-from shared.ledger import SUSPECT, TRAINED, Ledger
+from shared.ledger import SUSPECT, TRAINED
 from shared.settings import Settings
-from tests.unit.fakes import FakeEmitter, FakeRegistry
+from tests.unit.fakes import Rig
 
 DECISION_TAGS = (
     "arrivals.delta",
@@ -29,45 +24,6 @@ DECISION_TAGS = (
     "arrivals.decision_reason",
     "arrivals.decision",
 )
-
-
-class Rig:
-    """Drops files through the ledger and runs rounds the way the retrain flow does."""
-
-    def __init__(self, settings: Settings) -> None:
-        settings.dirs.ensure()
-        self.settings = settings
-        self.ledger = Ledger(settings.ledger_url)
-        self.registry = FakeRegistry()
-        self.emitter = FakeEmitter()
-        self.rounds = 0
-
-    def drop(self, name: str, frame: pd.DataFrame) -> str:
-        path = self.settings.dirs.inbox / name
-        text = frame.to_csv(index=False)
-        path.write_text(text)
-        sha = hashlib.sha256(text.encode()).hexdigest()
-        arrival = self.ledger.record_arrival(
-            name=name, path=str(path), size=path.stat().st_size, sha256=sha, detected_via="push"
-        )
-        self.ledger.mark_announced(arrival.id)
-        return sha
-
-    def round(self) -> dict:
-        self.rounds += 1
-        ctx = RetrainContext(
-            settings=self.settings,
-            ledger=self.ledger,
-            emitter=self.emitter,
-            run_id=f"run-{self.rounds}",
-            registry=self.registry,
-        )
-        claimed = retrain.claim(ctx)
-        accepted = [a for r in claimed if (a := ingest(ctx, r))]
-        judged = judge_round(ctx, retrain.train(ctx, accepted), self.registry, round_no=1)
-        if judged.trained is None:
-            return retrain.only_suspects(ctx, judged, accepted)
-        return retrain.register_and_judge(ctx, judged, self.registry)
 
 
 @pytest.fixture

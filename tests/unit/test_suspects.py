@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pandas as pd
-import pytest
 
-from consumer.decision import PROMOTED, decide
-from consumer.judge import Holdout, Interval, Scores, prior_scores, unpaired_interval
-from consumer.suspects import CannotTrain, find_culprits
-from consumer.training import class_probabilities, train_and_evaluate
+from consumer.judge import Holdout, Interval, Scores
+from consumer.suspects import CannotTrain, Disagreement, find_culprits
 from producer.batches import select_batch
-from shared.dataset import compute_label, holdout_mask, read_source, training_pool
+from shared.dataset import training_pool
 from shared.settings import Settings
+from tests.unit.fakes import Rig
 
 log = logging.getLogger(__name__)
 ROWS = 300
@@ -29,13 +26,17 @@ def scores(skill: float, seed: int) -> Scores:
     return Scores(np.c_[1 - p, p])
 
 
-def disagrees(_file: str) -> Interval:
+def disagrees(_file: str) -> Disagreement:
     """The file's own rows are predicted far worse than the holdout."""
-    return Interval("roc_auc", 0.8, 0.2, 0.6, 0.4, 0.8, 0.95, 0.1, 1000)
+    return Disagreement(
+        Interval("roc_auc", 0.8, 0.2, 0.6, 0.4, 0.8, 0.95, 0.1, 1000), "its own rows score 0.2"
+    )
 
 
-def agrees(_file: str) -> Interval:
-    return Interval("roc_auc", 0.8, 0.78, 0.02, -0.1, 0.14, 0.95, 0.06, 1000)
+def agrees(_file: str) -> Disagreement:
+    return Disagreement(
+        Interval("roc_auc", 0.8, 0.78, 0.02, -0.1, 0.14, 0.95, 0.06, 1000), "they score 0.78"
+    )
 
 
 class Trainer:
@@ -91,64 +92,31 @@ def test_a_loss_no_single_file_explains_blames_nobody() -> None:
     assert search(["a", "b"], Trainer({"a", "b"})) == []  # both must go; neither alone helps
 
 
-@pytest.fixture
-def tips(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    source = read_source(settings.dataset)
-    holdout = source[holdout_mask(len(source), settings.holdout)].reset_index(drop=True)
-    return training_pool(settings.dataset, settings.holdout), holdout
-
-
-def test_clean_rounds_raise_no_false_alarm(settings: Settings, tips) -> None:
-    """30 shuffles of the tips pool, 8 clean 22-row batches each: 240 rounds judged as the
-    retrain judges them. A clean file is never blamed; the observed rates are logged."""
-    pool, holdout_frame = tips
-    holdout = Holdout(compute_label(holdout_frame, settings.dataset.label).to_numpy(), ["0", "1"])
-    features = settings.dataset.features.all
-    promotion = settings.promotion.model_copy(update={"resamples": 1000})
-
-    def fit(frames: list[pd.DataFrame]):
-        accepted = pd.concat(frames, ignore_index=True)
-        result = train_and_evaluate(accepted, holdout_frame, settings.dataset, settings.model)
-        proba = class_probabilities(result.pipeline, holdout_frame[features], [0, 1])
-        return result.pipeline, Scores(proba), result.train_labels.to_numpy()
-
-    def own_rows(model, frame: pd.DataFrame) -> tuple[Holdout, Scores]:
-        y = compute_label(frame, settings.dataset.label).to_numpy()
-        return Holdout(y, ["0", "1"]), Scores(class_probabilities(model, frame[features], [0, 1]))
-
-    rounds = triggered = blamed = 0
-    for shuffle in range(30):
-        batches = [
-            select_batch(pool, n, batch_size=22, seed=shuffle, dataset_name="t").rows
-            for n in range(1, 9)
-        ]
-        champion: Scores | None = None
-        for k in range(1, 9):
-            try:
-                _model, challenger, train_y = fit(batches[:k])
-            except ValueError:  # a single class in the first batch: no model yet
-                continue
-            rounds += 1
-            baseline = prior_scores(train_y, 2, holdout.rows)
-            decision = decide(holdout, challenger, champion, baseline, promotion)
-            if decision.blames_new_data and k > 1:
-                triggered += 1
-                without, without_scores, _ = fit(batches[: k - 1])
-                own = own_rows(without, batches[k - 1])
-                found = find_culprits(
-                    ["new"],
-                    lambda _out, s=without_scores: s,
-                    challenger,
-                    holdout,
-                    lambda _f, s=without_scores, own=own: unpaired_interval(
-                        "roc_auc", (holdout, s), own, confidence=0.95, resamples=1000, seed=0
-                    ),
-                    leave_one_out_max=8,
-                    **SEARCH,
-                )
-                blamed += len(found)
-            if decision.outcome == PROMOTED:
-                champion = challenger
-    log.warning("clean rounds %d, lost with confidence %d, blamed %d", rounds, triggered, blamed)
-    assert rounds >= 200
-    assert blamed == 0
+def test_clean_rounds_raise_no_false_alarm(settings: Settings) -> None:
+    """20 shuffles of the tips pool, 8 clean 22-row batches each: 160 rounds through the
+    retrain's own ingest, train and judge (a fake registry). No clean file is ever blamed;
+    the observed rates are logged (`make bench` runs more)."""
+    pool = training_pool(settings.dataset, settings.holdout)
+    rounds = lost = 0
+    for shuffle in range(20):
+        rig = Rig(
+            settings.model_copy(
+                update={
+                    "paths": settings.paths.model_copy(
+                        update={"home": settings.home / f"shuffle-{shuffle}"}
+                    )
+                }
+            )
+        )
+        try:
+            for number in range(1, 9):
+                batch = select_batch(pool, number, batch_size=22, seed=shuffle, dataset_name="t")
+                rig.drop(batch.file_name, batch.rows)
+                summary = rig.round()
+                rounds += 1
+                lost += summary.get("outcome") in ("worse than champion", "below floor")
+            assert rig.ledger.counts()["suspect"] == 0, f"shuffle {shuffle}"
+        finally:
+            rig.ledger.close()
+    log.warning("clean rounds %d: challenger lost with confidence %d, blamed 0", rounds, lost)
+    assert rounds == 160
