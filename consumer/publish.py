@@ -240,7 +240,9 @@ def round_summary(
         "version": version,
         "decision_title": f"v{version}: champion is now v{champion_now}"
         if moved
-        else f"v{version}: champion stays v{previous}",
+        else f"v{version}: champion stays v{previous}"
+        if previous
+        else f"v{version}: no champion yet",
         "promoted": decision.promote,
         "outcome": decision.outcome,
         "previous_champion": previous,
