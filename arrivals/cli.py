@@ -12,23 +12,25 @@ import time
 from functools import partial
 from pathlib import Path
 
+from arrivals.ledger_commands import (
+    cmd_accept,
+    cmd_lineage,
+    cmd_release,
+    cmd_retract,
+    cmd_retrain,
+    use_prefect_of,
+)
 from shared.logs import setup_logging
 from shared.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("arrivals")
-RETRAIN_TIMEOUT_SECONDS = 900.0  # `retrain` / `retract` wait this long for their run
-
-
-def _use_prefect_of(settings: Settings) -> None:
-    """Point this process's Prefect client at this home's server, before prefect is imported."""
-    os.environ.update(settings.prefect_env())
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from arrivals.stack import Stack, StackError
     from automations.apply import apply_all, producer_off_reason
 
-    _use_prefect_of(settings)
+    use_prefect_of(settings)
     stack = Stack(settings)
     started = time.monotonic()
     try:
@@ -199,226 +201,9 @@ def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
-    """Move a (fixed) file from quarantine back into the inbox; the sensor takes it as new."""
-    from shared.fs import is_within, move_into, sha256_file
-    from shared.ledger import Ledger
-
-    quarantine = settings.dirs.quarantine
-    path = Path(args.file)
-    if not path.is_absolute() and not path.exists():
-        path = quarantine / path
-    if not path.is_file() or not is_within(path, quarantine) or path.is_symlink():
-        log.error("%s is not a file in the quarantine folder %s", args.file, quarantine)
-        return 2
-    target = settings.dirs.inbox / path.name
-    if target.exists():
-        log.error("%s already waits in the inbox", target)
-        return 2
-    ledger = Ledger(settings.ledger_url)
-    try:
-        # Same bytes as the rejected file: the ledger must let this content in again.
-        readmitted = ledger.readmit(sha256_file(path), str(path))
-    finally:
-        ledger.close()
-    sidecar = path.with_name(path.name + ".reason.json")
-    if sidecar.exists():
-        move_into(sidecar, quarantine / "released")
-    path.replace(target)  # same file system: an atomic rename into the inbox
-    log.info(
-        "Released %s into the inbox (%s)",
-        path.name,
-        "same content, re-admitted" if readmitted else "new content",
-    )
-    return 0
-
-
-def cmd_lineage(settings: Settings, args: argparse.Namespace) -> int:
-    """Which versions used a file, or which files are behind a version."""
-    from shared.ledger import Ledger
-
-    ledger = Ledger(settings.ledger_url)
-    try:
-        if args.version is not None:
-            files = ledger.files_of_version(str(args.version))
-            if not files:
-                log.error("no lineage recorded for version %s", args.version)
-                return 2
-            result = {
-                "model": settings.model.name,
-                "version": str(args.version),
-                "files": [
-                    {
-                        "name": r.name,
-                        "sha256": r.sha256,
-                        "rows": r.rows,
-                        "state": r.state,
-                        "first_trained_here": new,
-                        "note": r.reason,  # e.g. "accepted 58 of 60 rows (2 dropped: …)"
-                    }
-                    for r, new in files
-                ],
-            }
-        else:
-            if not args.file:
-                log.error("give a file name or sha256, or --version N")
-                return 2
-            record = ledger.find(args.file)
-            if record is None:
-                log.error("no file named %s (or with that sha256) in the ledger", args.file)
-                return 2
-            names = sorted({a.name for a in ledger.arrivals() if a.sha256 == record.sha256})
-            result = {
-                "model": settings.model.name,
-                "file": {
-                    "name": record.name,
-                    "sha256": record.sha256,
-                    "names": names,
-                    "state": record.state,
-                    "reason": record.reason,
-                    "first_version": record.model_version,
-                },
-                "versions": ledger.versions_using(record.sha256),
-            }
-    finally:
-        ledger.close()
-    if args.json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    elif "files" in result:
-        sys.stdout.write(f"{settings.model.name} v{result['version']} was trained on:\n")
-        for f in result["files"]:
-            mark = " (new here)" if f["first_trained_here"] else ""
-            note = f": {f['note']}" if f["note"] else ""
-            sys.stdout.write(f"  {f['name']:<40} {f['sha256'][:12]} {f['rows']} rows{mark}{note}\n")
-    else:
-        f = result["file"]
-        versions = ", ".join(f"v{v}" for v in result["versions"]) or "none"
-        sys.stdout.write(
-            f"{f['name']} ({f['sha256'][:12]}, {f['state']}) is in versions: {versions}\n"
-        )
-        if f["reason"]:  # why it was rejected, or e.g. "accepted 58 of 60 rows (2 dropped: …)"
-            sys.stdout.write(f"  {f['reason']}\n")
-    return 0
-
-
-def cmd_retract(settings: Settings, args: argparse.Namespace) -> int:
-    """Mark a trained file bad and retrain without it; a tainted champion moves."""
-    from shared.ledger import Ledger
-
-    ledger = Ledger(settings.ledger_url)
-    try:
-        record = ledger.find(args.file)
-        if record is None:
-            log.error("no file named %s (or with that sha256) in the ledger", args.file)
-            return 2
-        if not ledger.retract(record.sha256, args.reason):
-            log.error(
-                "%s is %s, neither trained nor suspect: nothing to retract",
-                record.name,
-                record.state,
-            )
-            return 2
-    finally:
-        ledger.close()
-    log.info("Retracted %s (%s); retraining without it", record.name, record.sha256[:12])
-    return _run_retrain(settings)
-
-
-def cmd_accept(settings: Settings, args: argparse.Namespace) -> int:
-    """Vouch for a suspect file: it is training data again, and a retrain runs with it."""
-    from shared.ledger import Ledger
-
-    ledger = Ledger(settings.ledger_url)
-    try:
-        record = ledger.find(args.file)
-        if record is None:
-            log.error("no file named %s (or with that sha256) in the ledger", args.file)
-            return 2
-        if not ledger.accept_suspect(record.sha256, f"suspect, accepted: {args.reason}"):
-            log.error("%s is %s, not suspect: nothing to accept", record.name, record.state)
-            return 2
-    finally:
-        ledger.close()
-    log.info("Accepted %s (%s); retraining with it", record.name, record.sha256[:12])
-    return _run_retrain(settings)
-
-
-def cmd_retrain(settings: Settings, _args: argparse.Namespace) -> int:
-    return _run_retrain(settings)
-
-
-def _run_retrain(settings: Settings) -> int:
-    """Run the retrain deployment once with rebuild=True, and wait for it.
-
-    The deployment is single flight: a run that starts while another retrain runs (or, after
-    an arrival, listens for more for a few seconds) is cancelled. So this waits for its turn,
-    and submits again if an automation's run slipped in first.
-    """
-    _use_prefect_of(settings)
-    from prefect.deployments import run_deployment
-
-    from automations.apply import RETRAIN_DEPLOYMENT
-
-    deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
-    while True:
-        _wait_until_no_retrain_runs(deadline)
-        run = run_deployment(
-            RETRAIN_DEPLOYMENT,
-            parameters={"rebuild": True},
-            timeout=max(1.0, deadline - time.monotonic()),
-            tags=["manual"],
-        )
-        state = run.state
-        lost_the_race = (
-            state is not None
-            and state.is_cancelled()
-            and "concurrency limit" in (state.message or "")
-            and time.monotonic() < deadline
-        )
-        if not lost_the_race:
-            break
-        log.info("Another retrain started first; submitting again once it has ended")
-    log.info("Retrain run %s: %s", run.name, state.name if state else "?")
-    return 0 if state is not None and state.is_completed() else 1
-
-
-def _wait_until_no_retrain_runs(deadline: float) -> None:
-    """Until no retrain run is scheduled, pending or running (or the deadline passes)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    from automations.apply import RETRAIN_DEPLOYMENT
-
-    active = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
-    with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(RETRAIN_DEPLOYMENT)
-        said = False
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=active))
-                ),
-                limit=1,
-            )
-            if not runs:
-                return
-            if not said:
-                log.info("Waiting for retrain run %s to end (one retrain at a time)", runs[0].name)
-                said = True
-            time.sleep(0.5)
-
-
 def _run_producer(settings: Settings, batch: int) -> int:
     """Run the producer deployment for one batch now, and wait for it."""
-    _use_prefect_of(settings)
+    use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
     from automations.apply import PRODUCER_DEPLOYMENT

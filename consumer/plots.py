@@ -29,12 +29,38 @@ def evaluation_figures(pipeline: Any, x: pd.DataFrame, y: pd.Series) -> dict[str
 
 
 def metric_over_versions(history: list[dict], metric: str) -> Figure:
-    """The primary metric of every version so far; promotions drawn as stars."""
+    """Each version's holdout metric, with the interval of its paired comparison (drawn
+    around the champion it was judged against), the champion as a step line, promotions
+    as stars."""
     figure = Figure(figsize=(7, 3.5))
     axis = figure.subplots()
-    versions = [int(h["version"]) for h in history]
-    values = [h["metrics"].get(metric) for h in history]
-    axis.plot(versions, values, marker="o", label=metric)
+    sign = -1 if metric == "log_loss" else 1  # deltas are "better is positive"
+    versions, values, champions, low_err, high_err = [], [], [], [], []
+    for h in history:
+        value = h["metrics"].get(metric)
+        versions.append(int(h["version"]))
+        values.append(value)
+        against = (h.get("champion_metrics") or {}).get(metric)
+        low, high = h.get("delta_ci_low"), h.get("delta_ci_high")
+        if None not in (value, against, low, high):
+            ends = sorted((against + sign * low, against + sign * high))
+            low_err.append(max(0.0, value - ends[0]))
+            high_err.append(max(0.0, ends[1] - value))
+        else:
+            low_err.append(0.0)
+            high_err.append(0.0)
+        champions.append(
+            value if h.get("champion_moved") else (champions[-1] if champions else None)
+        )
+    axis.errorbar(
+        versions,
+        values,
+        yerr=[low_err, high_err],
+        fmt="o",
+        capsize=3,
+        label="challenger (CI of its paired delta)",
+    )
+    axis.step(versions, champions, where="post", color="grey", label="champion")
     promoted = [(v, m) for v, m, h in zip(versions, values, history, strict=True) if h["promoted"]]
     if promoted:
         xs, ys = zip(*promoted, strict=True)
@@ -43,7 +69,7 @@ def metric_over_versions(history: list[dict], metric: str) -> Figure:
         )
     axis.set_xlabel("model version")
     axis.set_ylabel(f"holdout {metric}")
-    axis.legend()
+    axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure

@@ -17,6 +17,7 @@ import pytest
 
 from shared.dataset import compute_label, training_pool
 from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT
+from tests.contract import DECISION_TAGS
 from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -25,14 +26,6 @@ PARAMS_OVERRIDES = {
     "automation": {"cron_schedule": "0 0 1 1 *"},  # every file here is dropped by hand
     "sensor": {"rescan_seconds": 2, "reannounce_after_seconds": 20},
 }
-DECISION_TAGS = (
-    "arrivals.delta",
-    "arrivals.delta_ci_low",
-    "arrivals.delta_ci_high",
-    "arrivals.confidence",
-    "arrivals.decision_reason",
-    "arrivals.decision",
-)
 
 
 @pytest.fixture(scope="module")

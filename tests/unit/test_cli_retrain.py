@@ -9,7 +9,7 @@ import prefect.deployments
 import pytest
 from prefect.states import Cancelled, Completed, State
 
-from arrivals import cli
+from arrivals import ledger_commands
 from shared.settings import load_settings
 
 
@@ -29,18 +29,20 @@ class FakeDeployments:
 def deployments(monkeypatch: pytest.MonkeyPatch) -> FakeDeployments:
     fake = FakeDeployments()
     monkeypatch.setattr(prefect.deployments, "run_deployment", fake.run_deployment)
-    monkeypatch.setattr(cli, "_wait_until_no_retrain_runs", lambda deadline: None)
-    monkeypatch.setattr(cli, "_use_prefect_of", lambda settings: None)  # no env leaks out
+    monkeypatch.setattr(ledger_commands, "_wait_until_no_retrain_runs", lambda deadline: None)
+    monkeypatch.setattr(
+        ledger_commands, "use_prefect_of", lambda settings: None
+    )  # no env leaks out
     return fake
 
 
 def test_a_run_cancelled_by_single_flight_is_submitted_again(deployments) -> None:
     deployments.states += [Cancelled(message="Deployment concurrency limit reached."), Completed()]
-    assert cli._run_retrain(load_settings()) == 0
+    assert ledger_commands.run_retrain(load_settings()) == 0
     assert deployments.calls == [("retrain/retrain-on-arrival", {"rebuild": True})] * 2
 
 
 def test_a_run_cancelled_for_another_reason_is_reported(deployments) -> None:
     deployments.states += [Cancelled(message="Cancelled by a person in the UI")]
-    assert cli._run_retrain(load_settings()) == 1
+    assert ledger_commands.run_retrain(load_settings()) == 1
     assert len(deployments.calls) == 1

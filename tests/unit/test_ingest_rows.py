@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from arrivals.cli import cmd_lineage
+from arrivals.ledger_commands import cmd_lineage
 from arrivals.status import recent_arrivals
 from consumer import csvfile
 from consumer.context import RetrainContext

@@ -14,16 +14,8 @@ from shared.dataset import training_pool
 from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT, VERSION_REGISTERED
 from shared.ledger import SUSPECT, TRAINED
 from shared.settings import Settings
+from tests.contract import DECISION_TAGS
 from tests.unit.fakes import Rig
-
-DECISION_TAGS = (
-    "arrivals.delta",
-    "arrivals.delta_ci_low",
-    "arrivals.delta_ci_high",
-    "arrivals.confidence",
-    "arrivals.decision_reason",
-    "arrivals.decision",
-)
 
 
 @pytest.fixture
