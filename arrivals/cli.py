@@ -28,7 +28,7 @@ log = logging.getLogger("arrivals")
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from arrivals.stack import Stack, StackError
-    from automations.apply import apply_all, producer_off_reason
+    from automations.apply import apply_all
 
     use_prefect_of(settings)
     stack = Stack(settings)
@@ -43,7 +43,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     log.info("MLflow UI:  %s", settings.mlflow_url)
     log.info("Inbox:      %s  (drop CSVs here)", settings.dirs.inbox)
     log.info("Logs:       %s", settings.dirs.logs)
-    producer_off = producer_off_reason(settings)
+    producer_off = settings.producer_off_reason
     if producer_off is not None:
         log.info("Producer:   off: %s", producer_off)
     if args.detach:
@@ -173,9 +173,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
     if args.batch is not None:
-        from automations.apply import producer_off_reason
-
-        producer_off = producer_off_reason(settings)
+        producer_off = settings.producer_off_reason
         if producer_off is not None:
             log.error(
                 "Cannot produce batch %d: the demo producer is off, %s; "

@@ -33,15 +33,6 @@ class DeploymentSpec:
     parameters: dict[str, object] = field(default_factory=dict)  # defaults of every run
 
 
-def producer_off_reason(settings: Settings) -> str | None:
-    """Why these settings have no demo producer, as a person reads it; None: they have one."""
-    if settings.dataset.source is None:
-        return "params.yaml has no dataset.source to slice into batches"
-    if not settings.automation.producer:
-        return "automation.producer is false in params.yaml"
-    return None
-
-
 def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
     """Every deployment of the product. The clock and the training never share one."""
     producer = DeploymentSpec(
@@ -51,7 +42,7 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
         cron=settings.automation.cron_schedule,
     )
     return [
-        *([producer] if producer_off_reason(settings) is None else []),
+        *([producer] if settings.producer_off_reason is None else []),
         DeploymentSpec(
             "consumer.flows:retrain",
             "retrain-on-arrival",
@@ -127,7 +118,7 @@ def apply_deployments(settings: Settings) -> dict[str, UUID]:
             work_pool_name=settings.services.work_pool
         )
         log.info("Deployment %s/%s applied", flow.name, spec.name)
-    if producer_off_reason(settings) is not None:
+    if settings.producer_off_reason is not None:
         remove_deployment(PRODUCER_DEPLOYMENT)
     return ids
 

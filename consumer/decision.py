@@ -51,6 +51,11 @@ class Decision:
     def delta(self) -> float | None:
         return None if self.comparison is None else self.comparison.delta
 
+    def _versus(self) -> str:
+        if self.comparison is None:
+            return ""
+        return "baseline" if self.comparison is self.baseline else "champion"
+
     def tags(self) -> dict[str, str]:
         """The MLflow version tags every decision leaves (empty strings when undefined)."""
         c = self.comparison
@@ -63,8 +68,13 @@ class Decision:
             "arrivals.delta_ci_low": fmt(c and c.low),
             "arrivals.delta_ci_high": fmt(c and c.high),
             "arrivals.confidence": "" if c is None else f"{c.confidence:g}",
-            "arrivals.delta_vs": "champion" if self.champion is not None else "baseline",
+            "arrivals.delta_vs": ""
+            if c is None
+            else "baseline"
+            if c is self.baseline
+            else "champion",
             "arrivals.mde": fmt(c and c.mde),
+            "arrivals.resampled": "" if c is None else c.unit,
             "arrivals.decision_reason": self.reason,
         }
 
@@ -98,27 +108,23 @@ def decide(
     def compare(measure: str, a: Scores, b: Scores) -> Interval:
         return paired_interval(measure, holdout, a, b, **settings)
 
-    def verdict(outcome: str, reason: str, **found) -> Decision:
-        values = {
-            "challenger": value,
-            "champion": None if champion is None else metric_value(metric, holdout, champion),
-            "comparison": None,
-            "baseline": None,
-            "guard": None,
-        }
-        return Decision(outcome, metric, reason=reason, **{**values, **found})
+    def not_judged(reason: str) -> Decision:
+        return Decision(NOT_JUDGED, metric, None, None, None, None, None, reason)
 
-    if holdout.rows < min_rows:
-        value = None
-        return verdict(
-            NOT_JUDGED,
+    if holdout.rows == 0 or holdout.rows < min_rows:
+        return not_judged(
             f"the holdout has {holdout.rows} rows, fewer than holdout.min_rows={min_rows}: "
-            "versions are registered, none becomes champion until it has",
+            "versions are registered, none becomes champion until it has"
         )
     if metric in ("roc_auc", "log_loss") and len(set(holdout.y.tolist())) < 2:
-        value = None
-        return verdict(NOT_JUDGED, f"the holdout has a single class: {_name(metric)} is undefined")
+        return not_judged(f"the holdout has a single class: {_name(metric)} is undefined")
     value = metric_value(metric, holdout, challenger)
+    champion_value = None if champion is None else metric_value(metric, holdout, champion)
+
+    def verdict(outcome: str, reason: str, **found) -> Decision:
+        values = {"comparison": None, "baseline": None, "guard": None, **found}
+        return Decision(outcome, metric, value, champion_value, reason=reason, **values)
+
     floor = compare(metric, challenger, baseline)
     if promotion.floor == "baseline":
         if floor.delta <= 0:
@@ -129,7 +135,7 @@ def decide(
                 baseline=floor,
                 comparison=floor if champion is None else None,
             )
-        if floor.low <= 0:
+        if not floor.low > 0:  # NaN (no usable resample) keeps too
             return verdict(
                 KEPT,
                 f"not sure it beats the prior baseline: {floor.text()} crosses +0.000",
@@ -157,7 +163,7 @@ def decide(
     if against.high < 0:
         return verdict(WORSE, f"{against.text()}: worse than {who}", **found)
     margin = promotion.min_improvement
-    if against.low <= margin:
+    if not against.low > margin:
         return verdict(
             KEPT, f"{against.text()} vs {who}: not sure enough, CI crosses {margin:+.3f}", **found
         )

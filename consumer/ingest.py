@@ -46,10 +46,14 @@ class Accepted:
 
 
 def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> None:
+    """Quarantine the file (when it is there) with a `.reason.json` sidecar, and say so."""
     dirs = ctx.settings.dirs
     where = move_into(path, dirs.quarantine, record.name) if path.exists() else path
+    # The sidecar always goes to the quarantine: beside a vanished inbox file it would be
+    # taken for a new arrival, and beside a path outside the data folder it has no business.
+    sidecar = dirs.quarantine / f"{where.name}.reason.json"
     atomic_write_json(
-        where.with_name(where.name + ".reason.json"),
+        sidecar,
         {
             "file": record.name,
             "sha256": record.sha256,

@@ -16,7 +16,7 @@ simulation tests check (tests/unit/test_judge_simulation.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 
 import numpy as np
@@ -80,7 +80,13 @@ class Interval:
     high: float
     confidence: float
     se: float  # the bootstrap standard error of delta
-    resamples: int
+    resamples: int  # the resamples that defined the metric (a draw may lack a class)
+    files: int | None = None  # whole files resampled; None: rows
+
+    @property
+    def unit(self) -> str:
+        """What the bootstrap resampled, as decisions say it."""
+        return "rows" if self.files is None else f"{self.files} files"
 
     @property
     def mde(self) -> float:
@@ -195,7 +201,7 @@ def paired_interval(
             for weights in resample_weights(holdout, resamples, seed)
         ]
     )
-    return _interval(metric, point_a, point_b, deltas, confidence)
+    return replace(_interval(metric, point_a, point_b, deltas, confidence), files=holdout.clusters)
 
 
 def unpaired_interval(

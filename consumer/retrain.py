@@ -12,12 +12,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from consumer.context import RetrainContext
-from consumer.decision import PROMOTED
+from consumer.decision import KEPT, PROMOTED
 from consumer.ingest import Accepted, load_accepted
 from consumer.publish import (
     announce_model,
     decision_record,
     export_version,
+    model_export,
     promote_export,
     round_summary,
     write_history,
@@ -205,6 +206,9 @@ def register_and_judge(
     orphans = {a.record.previous_claimed_by for a in trained.new if a.record.previous_claimed_by}
     if orphans:
         discarded = registry.discard_versions_of(orphans)
+        for gone in discarded:  # its lineage and local export go with it
+            ctx.ledger.record_lineage(gone, {})
+            model_export(ctx, gone).unlink(missing_ok=True)
         ctx.logger.warning(
             "Files came back from run(s) %s that died; discarded their versions %s",
             ", ".join(sorted(orphans)),
@@ -265,9 +269,10 @@ def register_and_judge(
         )
         decision = replace(
             decision,
-            outcome=PROMOTED if best == version else decision.outcome,
+            outcome=PROMOTED if best == version else KEPT,
             reason=f"champion v{previous} was trained on a retracted file; v{best} is the best "
-            f"version without it ({decision.metric} {value:.3f} on the current holdout)",
+            f"version without it ({decision.metric} {value:.3f} on the current holdout); "
+            f"this version: {decision.reason}",
         )
         target = best
     if target is not None and target != previous:

@@ -49,15 +49,19 @@ class _Rows:
     holdout: Holdout
 
 
-def _evaluation_rows(trained: Trained, ctx: RetrainContext) -> _Rows:
-    """The holdout rows that have a label, their classes as indices, and their files."""
+def _evaluation_rows(trained: Trained, ctx: RetrainContext, *models: Any) -> _Rows:
+    """The holdout rows that have a label, their classes as indices, and their files.
+
+    The classes are every one the holdout, the challenger's training rows or any of `models`
+    (a champion trained on a class the current data lacks) knows."""
     import numpy as np
 
     from consumer.training import split_xy
 
     frame = trained.holdout.frame
     x, y = split_xy(frame, ctx.settings.dataset)
-    labels = sorted(set(y.tolist()) | set(trained.result.train_labels.tolist()))
+    known = set(y.tolist()) | set(trained.result.train_labels.tolist())
+    labels = sorted(known.union(*(m.classes_.tolist() for m in models if m is not None)))
     index = {label: i for i, label in enumerate(labels)}
     groups = trained.holdout.groups
     if groups is not None:
@@ -103,7 +107,7 @@ def judge_round(
     promotion = ctx.settings.promotion
     champion = registry.champion()
     model = load_version(ctx, registry, champion.version) if champion else None
-    rows = _evaluation_rows(trained, ctx)
+    rows = _evaluation_rows(trained, ctx, model)
     decision, with_all = _decide(ctx, trained, rows, champion, model)
     ctx.logger.info("Challenger: %s", decision.reason)
     suspects: list[tuple[Accepted, str]] = []
@@ -155,7 +159,7 @@ def judge_round(
             return Judged(None, None, champion, suspects, {}, None)
         if not trained.new:  # every new file is suspect: nothing new to register
             return Judged(None, None, champion, suspects, {}, None)
-        rows = _evaluation_rows(trained, ctx)
+        rows = _evaluation_rows(trained, ctx, model)
         decision, _ = _decide(ctx, trained, rows, champion, model)
         ctx.logger.info("Challenger without the suspects: %s", decision.reason)
     prequential, fresh = _fresh_evidence(ctx, champion, model, trained.new)
@@ -264,10 +268,11 @@ def _fresh_evidence(
     x, y = split_xy(rows, ctx.settings.dataset)
     if len(x) == 0:
         return {}, None
-    prequential = {f"prequential_{k}": v for k, v in evaluate(model, x, y).items()}
+    scored = evaluate(model, x, y)
+    prequential = {f"prequential_{k}": v for k, v in scored.items()}
     prequential["prequential_rows"] = float(len(x))
     metric = ctx.settings.promotion.metric
-    if metric not in evaluate(model, x, y):
+    if metric not in scored:
         return prequential, None
     labels = sorted(set(y.tolist()) | set(model.classes_.tolist()))
     index = {label: i for i, label in enumerate(labels)}
@@ -305,9 +310,11 @@ def best_clean_version(
     from consumer.judge import LOWER_IS_BETTER, metric_value
 
     metric = ctx.settings.promotion.metric
-    rows = _evaluation_rows(trained, ctx)
     models = {v: load_version(ctx, registry, v) for v in versions if v != new}
     models[new] = trained.result.pipeline
+    rows = _evaluation_rows(trained, ctx, *models.values())
+    if rows.holdout.rows == 0:  # nothing to score on: the newest clean version
+        return max(models, key=int), float("nan")
     values = {v: metric_value(metric, rows.holdout, _scores(m, rows)) for v, m in models.items()}
     sign = -1 if metric in LOWER_IS_BETTER else 1
     best = max(values, key=lambda v: (sign * values[v], int(v)))

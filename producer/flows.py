@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
-from automations.apply import producer_off_reason
 from producer.batches import (
     next_batch_number,
     read_state,
@@ -20,7 +19,7 @@ from shared.settings import Settings, load_settings
 def produce(settings: Settings, batch: int | None) -> str | None:
     """Write batch `batch` (default: the next one) into the inbox, atomically."""
     logger = get_run_logger()
-    off = producer_off_reason(settings)
+    off = settings.producer_off_reason
     if off is not None:  # a deployment left from an earlier config, or a direct call
         logger.info("The producer is off (%s): nothing to produce.", off)
         return None

@@ -403,6 +403,15 @@ class Settings(_Strict):
     config_file: Path = DEFAULT_CONFIG
 
     @property
+    def producer_off_reason(self) -> str | None:
+        """Why these settings have no demo producer, as a person reads it; None: they have one."""
+        if self.dataset.source is None:
+            return "params.yaml has no dataset.source to slice into batches"
+        if not self.automation.producer:
+            return "automation.producer is false in params.yaml"
+        return None
+
+    @property
     def scaled(self) -> bool:
         return self.profile == "scale"
 

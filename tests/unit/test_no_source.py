@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from arrivals import cli
-from automations.apply import deployment_specs, producer_off_reason
+from automations.apply import deployment_specs
 from shared.settings import SettingsError, load_settings, write_params
 
 
@@ -31,7 +31,7 @@ def producer_off(write_config: Callable[..., Path]) -> Path:
 def no_deployment_runs(monkeypatch: pytest.MonkeyPatch) -> list:
     calls: list = []
     monkeypatch.setattr(prefect.deployments, "run_deployment", lambda *a, **k: calls.append((a, k)))
-    monkeypatch.setattr(cli, "_use_prefect_of", lambda settings: None)  # no env leaks out
+    monkeypatch.setattr(cli, "use_prefect_of", lambda settings: None)  # no env leaks out
     return calls
 
 
@@ -74,11 +74,11 @@ def test_write_params_keeps_a_config_without_source(tmp_path: Path) -> None:
 def test_the_producer_is_off_without_a_source_or_when_switched_off(
     settings, no_source: Path, producer_off: Path
 ) -> None:
-    assert producer_off_reason(settings) is None
+    assert settings.producer_off_reason is None
     assert "producer" in {spec.name for spec in deployment_specs(settings)}
     for config, says in ((no_source, "dataset.source"), (producer_off, "automation.producer")):
         off = load_settings(config)
-        assert says in producer_off_reason(off)
+        assert says in off.producer_off_reason
         names = {spec.name for spec in deployment_specs(off)}
         assert names == {"retrain-on-arrival"}, "the retrain stays, the producer goes"
 
@@ -111,7 +111,7 @@ def test_up_says_the_producer_is_off_and_why(no_source: Path, monkeypatch, caplo
     from arrivals.stack import Stack
 
     monkeypatch.setattr(Stack, "up", lambda self, apply: {})
-    monkeypatch.setattr(cli, "_use_prefect_of", lambda settings: None)
+    monkeypatch.setattr(cli, "use_prefect_of", lambda settings: None)
     with caplog.at_level(logging.INFO, logger="arrivals"):
         assert cli.cmd_up(load_settings(no_source), argparse.Namespace(detach=True)) == 0
     lines = [r.getMessage() for r in caplog.records if "Producer" in r.getMessage()]
@@ -122,7 +122,7 @@ def test_up_says_nothing_about_a_producer_that_runs(settings, monkeypatch, caplo
     from arrivals.stack import Stack
 
     monkeypatch.setattr(Stack, "up", lambda self, apply: {})
-    monkeypatch.setattr(cli, "_use_prefect_of", lambda settings: None)
+    monkeypatch.setattr(cli, "use_prefect_of", lambda settings: None)
     with caplog.at_level(logging.INFO, logger="arrivals"):
         assert cli.cmd_up(settings, argparse.Namespace(detach=True)) == 0
     assert not [r for r in caplog.records if "Producer" in r.getMessage()]
