@@ -185,7 +185,7 @@ class PromotionSettings(_Strict):
     # a number: the metric must be better than it; null: no floor.
     floor: Literal["baseline"] | float | None = "baseline"
     guard_metric: Metric | None = None  # a second metric that must not regress...
-    guard_tolerance: Annotated[float, Field(ge=0)] = 0.0  # ...by more than this, with confidence
+    guard_tolerance: Annotated[float, Field(ge=0)] = 0.05  # ...by more than this, with confidence
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95  # of the two-sided intervals
     resamples: Annotated[int, Field(ge=1000, le=100_000)] = 2000  # paired bootstrap resamples
     seed: int = 0  # of the bootstrap: the same data always gives the same decision
