@@ -25,6 +25,9 @@ KEPT = "kept champion"
 WORSE = "worse than champion"  # with confidence: a reason to look for a bad file
 BELOW_FLOOR = "below floor"  # no better than chance: a reason to look for a bad file
 NOT_JUDGED = "not judged"  # the holdout cannot decide yet
+# The champion was trained on a retracted file and moved to the best clean version: a forced
+# move, not a statistical promotion (consumer.retrain, consumer.verdict.best_clean_version).
+REPLACED_RETRACTED = "replaced a retracted champion"
 
 
 @dataclass(frozen=True)

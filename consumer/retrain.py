@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from consumer.context import RetrainContext
-from consumer.decision import KEPT, PROMOTED
+from consumer.decision import KEPT, REPLACED_RETRACTED
 from consumer.ingest import Accepted, load_accepted
 from consumer.publish import (
     announce_model,
@@ -269,7 +269,7 @@ def register_and_judge(
         )
         decision = replace(
             decision,
-            outcome=PROMOTED if best == version else KEPT,
+            outcome=REPLACED_RETRACTED if best == version else KEPT,
             reason=f"champion v{previous} was trained on a retracted file; v{best} is the best "
             f"version without it ({decision.metric} {value:.3f} on the current holdout); "
             f"this version: {decision.reason}",

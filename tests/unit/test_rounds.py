@@ -109,3 +109,23 @@ def test_a_suspect_can_be_retracted(rig: Rig, tmp_path: Path) -> None:
     assert rig.ledger.get(bad).state == SUSPECT
     assert rig.ledger.retract(bad, "bad labels")
     assert rig.ledger.get(bad).state == "retracted"
+
+
+def test_retracting_a_file_the_champion_used_moves_the_champion_without_a_promotion(
+    rig: Rig,
+) -> None:
+    first = rig.drop("b1.csv", _batch(rig.settings, 1))
+    rig.round()
+    rig.drop("b2.csv", _batch(rig.settings, 2))
+    rig.round()
+    before = rig.registry.aliases["champion"]  # trained on b1, whichever it is
+    assert first in {r.sha256 for r, _ in rig.ledger.files_of_version(before)}
+    assert rig.ledger.retract(first, "wrong export")
+    summary = rig.round()  # a rebuild without b1
+    champion = rig.registry.aliases["champion"]
+    assert first not in {r.sha256 for r, _ in rig.ledger.files_of_version(champion)}
+    assert summary["champion_moved"] and rig.registry.aliases["previous_champion"] == before
+    tags = rig.registry.tags[summary["version"]]
+    expected = "replaced a retracted champion" if champion == summary["version"] else "kept"
+    assert tags["arrivals.decision"].startswith(expected)
+    assert "trained on a retracted file" in tags["arrivals.decision_reason"]
