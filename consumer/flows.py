@@ -19,7 +19,6 @@ from consumer import ingest as ingesting
 from consumer import retrain as stages
 from consumer.context import RetrainContext
 from consumer.verdict import Judged, judge_round
-from shared.ledger import RETRACTED
 
 if TYPE_CHECKING:
     from shared.ledger import FileRecord
@@ -63,8 +62,7 @@ def register_and_judge(ctx: RetrainContext, judged: Judged) -> dict:
     """Register the challenger in MLflow and move `champion` only if it is surely better."""
     from consumer.publish import render_report
 
-    retracted = {record.sha256 for record in ctx.ledger.files(RETRACTED)}
-    summary = stages.register_and_judge(ctx, judged, ctx.model_registry(), retracted=retracted)
+    summary = stages.register_and_judge(ctx, judged, ctx.model_registry())
     create_markdown_artifact(
         render_report(summary),
         key="retrain-report",

@@ -24,7 +24,7 @@ from consumer.publish import (
     write_history,
 )
 from consumer.verdict import Judged, best_clean_version
-from shared.ledger import TRAINED
+from shared.ledger import RETRACTED, TRAINED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -185,9 +185,7 @@ def _lineage(trained: Trained) -> list[dict[str, Any]]:
     ]
 
 
-def register_and_judge(
-    ctx: RetrainContext, judged: Judged, registry: Registry, *, retracted: set[str] = frozenset()
-) -> dict[str, Any]:
+def register_and_judge(ctx: RetrainContext, judged: Judged, registry: Registry) -> dict[str, Any]:
     """Commit a judged challenger: version, lineage, export, alias, trained files, decision tag.
 
     The steps run in this order so a crash at any point leaves a state the next run repairs:
@@ -263,6 +261,7 @@ def register_and_judge(
     export_version(ctx, result.pipeline, version)
 
     target = version if decision.promote else None
+    retracted = {record.sha256 for record in ctx.ledger.files(RETRACTED)}
     if previous is not None and retracted & _shas_of(ctx, previous):
         best, value = best_clean_version(
             ctx, registry, trained, ctx.ledger.versions_without(retracted), version
