@@ -47,7 +47,7 @@ def ingest_files(ctx: RetrainContext, records: list[FileRecord]) -> list[ingesti
 
 @task(cache_policy=NO_CACHE)
 def train_model(ctx: RetrainContext, new: list[ingesting.Accepted]) -> stages.Trained:
-    """Train on all accepted data and evaluate on the fixed holdout."""
+    """Train on all accepted data and evaluate on the holdout."""
     return stages.train(ctx, new)
 
 

@@ -1,4 +1,4 @@
-"""Train, evaluate and judge. Pure scikit-learn: no Prefect, no MLflow.
+"""Train and evaluate: the pipeline, its metrics, class probabilities. Pure scikit-learn.
 
 Imported lazily by the retrain tasks, so the flow module stays cheap to import.
 """
@@ -153,7 +153,7 @@ def train_and_evaluate(
     dataset: DatasetSettings,
     model: ModelSettings,
 ) -> TrainResult:
-    """Fit on all accepted rows (minus holdout look-alikes), score on the fixed holdout."""
+    """Fit on all accepted rows (minus holdout look-alikes), score on the holdout."""
     columns = list(dataset.columns)
     train, leaked = drop_holdout_rows(accepted, holdout, columns)
     x_train, y_train = split_xy(train, dataset)

@@ -34,7 +34,7 @@ FRESH_MAX_ROWS = 50_000  # the newest rows the champion's fresh score reads
 
 @dataclass(frozen=True)
 class Judged:
-    trained: Trained | None  # the challenger to register; None: every new file is suspect
+    trained: Trained | None  # the challenger to register; None: no new file left to train
     decision: Decision | None
     champion: Champion | None
     suspects: list[tuple[Accepted, str]]  # held out of training, with the evidence
