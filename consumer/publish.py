@@ -258,7 +258,7 @@ def round_summary(
         "reason": decision.reason,
         "holdout": trained.holdout.description,
         "metrics": trained.result.metrics,
-        "champion_metrics": champion_metrics(decision, judged.champion),
+        "champion_metrics": judged.champion_metrics,
         "prequential": judged.prequential,
         "fresh": judged.fresh,
         "files": [a.record.name for a in trained.new],
@@ -268,13 +268,6 @@ def round_summary(
         "mlflow_run_url": f"{url}/#/experiments/{registered.experiment_id}"
         f"/runs/{registered.run_id}",
     }
-
-
-def champion_metrics(decision: Decision, champion: Champion | None) -> dict[str, float] | None:
-    """The champion's primary metric re-scored on today's rows (not its stored value)."""
-    if champion is None or decision.champion is None:
-        return None
-    return {decision.metric: decision.champion}
 
 
 def render_report(summary: dict[str, Any]) -> str:

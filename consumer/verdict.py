@@ -40,6 +40,7 @@ class Judged:
     suspects: list[tuple[Accepted, str]]  # held out of training, with the evidence
     prequential: dict[str, float]  # the champion on rows that arrived after it was trained
     fresh: str | None  # the same, as a sentence for people
+    champion_metrics: dict[str, float] | None = None  # the champion on today's holdout rows
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,19 @@ def judge_round(
         decision, _ = _decide(ctx, trained, rows, champion, model)
         ctx.logger.info("Challenger without the suspects: %s", decision.reason)
     prequential, fresh = _fresh_evidence(ctx, champion, model, trained.new)
-    return Judged(trained, decision, champion, suspects, prequential, fresh)
+    return Judged(
+        trained, decision, champion, suspects, prequential, fresh, _rescored(ctx, trained, model)
+    )
+
+
+def _rescored(ctx: RetrainContext, trained: Trained, model: Any) -> dict[str, float] | None:
+    """Every metric of the champion on the rows the challenger was scored on."""
+    from consumer.training import evaluate, split_xy
+
+    if model is None:
+        return None
+    x, y = split_xy(trained.holdout.frame, ctx.settings.dataset)
+    return evaluate(model, x, y)
 
 
 def _disagreement(
