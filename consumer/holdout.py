@@ -186,8 +186,13 @@ def load_holdout(
         from shared.dataset import ensure_holdout
 
         path = ensure_holdout(settings.dataset, settings.holdout, settings.dirs.holdout)
-        frame = pd.read_csv(path)
-        return Holdout(frame, None, f"{len(frame)} fixed holdout rows cut from the source")
+        # Through the validator like every other file: the same types, missing values and
+        # spellings as the training rows, so a label reads the same on both sides.
+        frame, total = _validated(settings, path)
+        left_out = f" ({total - len(frame)} bad rows left out)" if total > len(frame) else ""
+        return Holdout(
+            frame, None, f"{len(frame)} fixed holdout rows cut from the source{left_out}"
+        )
     if ledger is None:
         raise ValueError("the holdout from arrivals needs the ledger (which files are trained)")
     return _from_arrivals(settings, ledger, accepted_now)

@@ -21,7 +21,7 @@ from consumer.judge import (
     value_interval,
 )
 from consumer.publish import announce_suspects, load_version
-from consumer.suspects import CannotTrain, Disagreement, bracket, find_culprits
+from consumer.suspects import Blame, CannotTrain, Disagreement, bracket, find_culprits
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,10 +139,7 @@ def judge_round(
             seed=promotion.seed,
             leave_one_out_max=promotion.leave_one_out_max,
         )
-        suspects = [
-            (by_sha[b.file], f"{decision.reason}; {b.evidence(by_sha[b.file].record.name)}")
-            for b in blamed
-        ]
+        suspects = [(by_sha[b.file], _suspect_reason(decision, b, by_sha[b.file])) for b in blamed]
         if not suspects:
             ctx.logger.info("No single new file explains the loss: nothing held out")
     if suspects:
@@ -167,6 +164,12 @@ def judge_round(
     return Judged(
         trained, decision, champion, suspects, prequential, fresh, _rescored(ctx, trained, model)
     )
+
+
+def _suspect_reason(decision: Decision, blame: Blame, accepted: Accepted) -> str:
+    """The ledger's reason for a suspect: the loss, the evidence, and its dropped rows."""
+    reason = f"{decision.reason}; {blame.evidence(accepted.record.name)}"
+    return f"{reason} ({accepted.rows_note})" if accepted.dropped else reason
 
 
 def _rescored(ctx: RetrainContext, trained: Trained, model: Any) -> dict[str, float] | None:
