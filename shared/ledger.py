@@ -133,6 +133,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - dr
     cursor.close()
 
 
+def _refused_at_door(conn: sa.Connection, sha256: str) -> bool:
+    first = conn.execute(
+        sa.select(arrivals_table.c.disposition)
+        .where(arrivals_table.c.sha256 == sha256)
+        .order_by(arrivals_table.c.id)
+        .limit(1)
+    ).scalar_one_or_none()
+    return first == REFUSED
+
+
 class Ledger:
     """Transactional record of every file that reached the inbox."""
 
@@ -186,7 +196,11 @@ class Ledger:
             if existing is None:
                 conn.execute(files_table.insert().values(sha256=sha256, **fresh))
                 disposition, duplicate_of = first, None
-            elif existing.state == RELEASED:
+            elif existing.state == RELEASED or (
+                # Refused at the door for its *name* (not a CSV): the same bytes under a CSV
+                # name are a new arrival, not a duplicate of a file that was never read.
+                refused is None and existing.state == REJECTED and _refused_at_door(conn, sha256)
+            ):
                 conn.execute(
                     files_table.update()
                     .where(files_table.c.sha256 == sha256)

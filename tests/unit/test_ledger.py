@@ -346,3 +346,29 @@ def test_suspects_are_held_out_until_accepted_or_retracted(ledger: Ledger, clock
     assert ledger.retract(worse, "bad labels")
     assert ledger.get(worse).state == "retracted"
     assert ledger.counts()["suspect"] == 0
+
+
+def test_content_refused_for_its_name_is_new_under_a_csv_name(ledger: Ledger) -> None:
+    refused = ledger.record_arrival(
+        name="x.txt",
+        path="/in/x.txt",
+        size=3,
+        sha256="c" * 64,
+        detected_via="push",
+        refused="not a CSV: x.txt",
+    )
+    assert refused.disposition == "refused" and ledger.get("c" * 64).state == "rejected"
+    again = ledger.record_arrival(
+        name="x.csv", path="/in/x.csv", size=3, sha256="c" * 64, detected_via="push"
+    )
+    assert again.disposition == "new"
+    assert (ledger.get("c" * 64).state, ledger.get("c" * 64).name) == ("detected", "x.csv")
+    copy = ledger.record_arrival(
+        name="y.txt",
+        path="/in/y.txt",
+        size=3,
+        sha256="c" * 64,
+        detected_via="push",
+        refused="not a CSV: y.txt",
+    )
+    assert copy.disposition == "duplicate"  # a pending CSV's bytes under another name
