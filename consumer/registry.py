@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,7 +47,9 @@ class Registry(Protocol):
 
     def log_and_register(self, **run: Any) -> Registered: ...
 
-    def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]: ...
+    def discard_versions_of(
+        self, flow_run_ids: set[str], came_back: Callable[[str], bool]
+    ) -> list[str]: ...
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None: ...
 
@@ -128,12 +131,15 @@ class MlflowRegistry:
             run.info.run_id, str(info.registered_model_version), run.info.experiment_id
         )
 
-    def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]:
+    def discard_versions_of(
+        self, flow_run_ids: set[str], came_back: Callable[[str], bool]
+    ) -> list[str]:
         """Delete the half-finished versions of retrain runs that died holding their files.
 
-        A version is finished once it carries its `arrivals.decision` tag (set after its files
-        are recorded as trained). An unfinished one's files are trained again by the current
-        run; keeping it would count them twice. A version holding an alias is kept.
+        A version is half-finished when it lacks its `arrivals.decision` tag, or when its
+        files came back to be trained again (`came_back(version)`: the run died after tagging
+        but before recording them as trained). Keeping it would count those files twice. A
+        version holding an alias is kept.
         """
         discarded: list[str] = []
         for flow_run_id in sorted(flow_run_ids):
@@ -145,7 +151,8 @@ class MlflowRegistry:
             for run in runs:
                 for version in self.client.search_model_versions(f"run_id = '{run.info.run_id}'"):
                     full = self.client.get_model_version(self.model_name, version.version)
-                    if not full.aliases and "arrivals.decision" not in full.tags:
+                    unfinished = "arrivals.decision" not in full.tags
+                    if not full.aliases and (unfinished or came_back(version.version)):
                         self.client.delete_model_version(self.model_name, version.version)
                         discarded.append(version.version)
         return discarded

@@ -188,8 +188,10 @@ def _lineage(trained: Trained) -> list[dict[str, Any]]:
 def register_and_judge(ctx: RetrainContext, judged: Judged, registry: Registry) -> dict[str, Any]:
     """Commit a judged challenger: version, lineage, export, alias, trained files, decision tag.
 
-    The steps run in this order so a crash at any point leaves a state the next run repairs:
-    a version without its decision tag is unfinished and discarded (`discard_versions_of`).
+    The steps run in this order: register, lineage, local export, decision tags, alias,
+    files marked trained, then history and events. A run that dies before its files are marked
+    trained gives them back; the next run discards the version it left (untagged, or tagged
+    but holding no alias), so no file counts twice.
     If the champion was trained on a retracted file, the champion moves regardless: to the
     best version trained on none of the retracted files, re-scored on the current holdout.
     """
@@ -203,7 +205,13 @@ def register_and_judge(ctx: RetrainContext, judged: Judged, registry: Registry) 
     result = trained.result
     orphans = {a.record.previous_claimed_by for a in trained.new if a.record.previous_claimed_by}
     if orphans:
-        discarded = registry.discard_versions_of(orphans)
+        returned = {a.record.sha256 for a in trained.new if a.record.previous_claimed_by}
+
+        def came_back(version: str) -> bool:
+            new_there = {r.sha256 for r, new in ctx.ledger.files_of_version(version) if new}
+            return bool(returned & new_there)
+
+        discarded = registry.discard_versions_of(orphans, came_back)
         for gone in discarded:  # its lineage and local export go with it
             ctx.ledger.record_lineage(gone, {})
             model_export(ctx, gone).unlink(missing_ok=True)
@@ -274,6 +282,22 @@ def register_and_judge(ctx: RetrainContext, judged: Judged, registry: Registry) 
             f"this version: {decision.reason}",
         )
         target = best
+    # The decision tags before the alias and the ledger: a run that dies after this point
+    # leaves a tagged version (finished), or one whose files come back to the next run,
+    # which discards it (see discard_versions_of).
+    registry.tag_version(
+        version,
+        {
+            "arrivals.flow_run_id": ctx.run_id,
+            "arrivals.flow_run_url": ctx.run_url,
+            "arrivals.trigger_event_id": ctx.trigger_event_id or "",
+            "arrivals.files_new": new_names[:4000],
+            "arrivals.suspects": ", ".join(a.record.name for a, _ in judged.suspects)[:4000],
+            "arrivals.prequential": judged.fresh or "",
+            **decision.tags(),
+            "arrivals.decision": decision.outcome,  # last
+        },
+    )
     if target is not None and target != previous:
         registry.move_champion(target, previous)
         promote_export(ctx, registry, target)
@@ -291,20 +315,6 @@ def register_and_judge(ctx: RetrainContext, judged: Judged, registry: Registry) 
         {a.record.sha256: len(a.frame) for a in trained.new}, run_id=ctx.run_id, version=version
     )
     ctx.ledger.assign_first_version([f["sha256"] for f in lineage if f["new"]], version)
-    # Last: the decision tag marks the version finished (see discard_versions_of).
-    registry.tag_version(
-        version,
-        {
-            "arrivals.flow_run_id": ctx.run_id,
-            "arrivals.flow_run_url": ctx.run_url,
-            "arrivals.trigger_event_id": ctx.trigger_event_id or "",
-            "arrivals.files_new": new_names[:4000],
-            "arrivals.suspects": ", ".join(a.record.name for a, _ in judged.suspects)[:4000],
-            "arrivals.prequential": judged.fresh or "",
-            **decision.tags(),
-            "arrivals.decision": decision.outcome,  # last
-        },
-    )
     summary = round_summary(ctx, judged, decision, registered, previous, champion_now)
     summary["train_rows"], summary["files_total"] = result.train_rows, len(lineage)
     history = write_history(ctx, summary, trained.new)

@@ -130,9 +130,15 @@ def test_a_later_clean_file_becomes_champion_without_the_suspect(stack, pool, tm
     }
     decision = stack.mlflow("/artifacts/list", run_id=run_id).json()["files"]
     assert "decision.json" in {Path(f["path"]).name for f in decision}
-    status = stack.status()
+    # The history file is written right after the files are marked trained.
+    status = wait_for(
+        lambda: (
+            (s := stack.status())["last_decision"] and s["last_decision"]["version"] == "2" and s
+        ),
+        30,
+        "the last decision in status",
+    )
     assert status["champion"]["decision"]["outcome"] == "promoted"
-    assert status["last_decision"]["version"] == "2"
 
     # The retrain run published its report as a Prefect artifact.
     artifacts = stack.prefect(

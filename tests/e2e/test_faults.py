@@ -66,9 +66,31 @@ def ledger_states(stack: RunningStack) -> dict[str, str]:
         ledger.close()
 
 
+def _diagnosis(stack: RunningStack, name: str) -> str:
+    """What the ledger, the registry and the logs say, for a test that timed out."""
+    ledger = stack.ledger()
+    try:
+        records = [r for r in ledger.files() if r.name == name]
+    finally:
+        ledger.close()
+    versions = {v["version"]: v["tags"].get("arrivals.decision") for v in stack.model_versions()}
+    logs = {
+        log: "\n".join(
+            (stack.settings.dirs.logs / f"{log}.log").read_text(errors="replace").splitlines()[-40:]
+        )
+        for log in ("worker", "sensor")
+    }
+    return f"ledger: {records}\nversions: {versions}\n" + "\n".join(
+        f"--- {log}.log ---\n{text}" for log, text in logs.items()
+    )
+
+
 def assert_trained_once(stack: RunningStack, names: list[str]) -> None:
     for name in names:
-        record = stack.wait_terminal(name, timeout=180)
+        try:
+            record = stack.wait_terminal(name, timeout=180)
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}\n{_diagnosis(stack, name)}") from None
         assert record.state == "trained", (name, record.reason)
         assert stack.versions_with(name) == [record.model_version], name
         assert len(stack.events(FILE_ARRIVED, file_resource_id(record.sha256))) >= 1

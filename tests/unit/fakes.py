@@ -45,7 +45,7 @@ class FakeRegistry:
         self.tags[version] = {}
         return Registered(f"run-{version}", version, "0")
 
-    def discard_versions_of(self, flow_run_ids: set[str]) -> list[str]:
+    def discard_versions_of(self, flow_run_ids: set[str], came_back) -> list[str]:
         return []
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
