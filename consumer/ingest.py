@@ -48,10 +48,11 @@ class Accepted:
 def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> None:
     """Quarantine the file (when it is there) with a `.reason.json` sidecar, and say so."""
     dirs = ctx.settings.dirs
-    where = move_into(path, dirs.quarantine, record.name) if path.exists() else path
-    # The sidecar always goes to the quarantine: beside a vanished inbox file it would be
-    # taken for a new arrival, and beside a path outside the data folder it has no business.
-    sidecar = dirs.quarantine / f"{where.name}.reason.json"
+    there = path.exists()
+    where = move_into(path, dirs.quarantine, record.name) if there else path
+    # The sidecar always goes to the quarantine, named after the file: beside a vanished inbox
+    # file it would be taken for a new arrival, and a path outside the data folder is no place.
+    sidecar = dirs.quarantine / f"{where.name if there else record.name}.reason.json"
     atomic_write_json(
         sidecar,
         {

@@ -171,3 +171,20 @@ def test_no_shell_is_ever_built():
             if re.search(r"shell\s*=\s*True|os\.system\(|os\.popen\(", text):
                 offenders.append(str(path.relative_to(PROJECT_ROOT)))
     assert offenders == []
+
+
+def test_a_vanished_file_is_rejected_with_its_reason_in_the_quarantine(settings):
+    settings.dirs.ensure()
+    path = settings.dirs.inbox / "gone.csv"
+    ledger = Ledger(settings.ledger_url)
+    arrival = ledger.record_arrival(
+        name="gone.csv", path=str(path), size=10, sha256="d" * 64, detected_via="push"
+    )
+    ledger.mark_announced(arrival.id)
+    (record,) = ledger.claim_pending("run-gone", ttl_seconds=60)
+    ctx = RetrainContext(settings=settings, ledger=ledger, emitter=FakeEmitter(), run_id="run-gone")
+    assert ingest(ctx, record) is None  # the file was deleted before the run read it
+    assert ledger.get("d" * 64).state == "rejected"
+    assert "vanished" in ledger.get("d" * 64).reason
+    assert (settings.dirs.quarantine / "gone.csv.reason.json").exists()
+    assert list(settings.dirs.inbox.iterdir()) == []  # nothing a sensor would take for a file
