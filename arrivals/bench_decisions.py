@@ -18,10 +18,17 @@ import numpy as np
 import pandas as pd
 
 from consumer.decision import decide
-from consumer.judge import Holdout, Scores, metric_value, paired_interval, prior_scores
+from consumer.judge import (
+    Holdout,
+    Interval,
+    Scores,
+    metric_value,
+    paired_interval,
+    prior_scores,
+)
 from consumer.training import class_probabilities, train_and_evaluate
 from shared.dataset import compute_label, holdout_mask, read_source, training_pool
-from shared.settings import ModelSettings, Settings
+from shared.settings import ModelSettings, PromotionSettings, Settings
 
 SAMPLE_ROWS = 88
 FOREST = ModelSettings(
@@ -35,6 +42,20 @@ def _quantiles(values: list[float]) -> dict[str, float]:
         "p95": float(np.percentile(values, 95)),
         "max": float(np.max(values)),
     }
+
+
+def _judge_pair(
+    promotion: PromotionSettings, holdout: Holdout, scores: list[Scores], seed: int
+) -> Interval:
+    """The paired interval a decision would draw between two models' scores."""
+    return paired_interval(
+        promotion.metric,
+        holdout,
+        *scores,
+        confidence=promotion.confidence,
+        resamples=promotion.resamples,
+        seed=seed,
+    )
 
 
 def false_promotions(settings: Settings, model: ModelSettings, pairs: int, seed: int) -> dict:
@@ -57,14 +78,7 @@ def false_promotions(settings: Settings, model: ModelSettings, pairs: int, seed:
             frame = pool.iloc[half].reset_index(drop=True)
             result = train_and_evaluate(frame, holdout_frame, dataset, model)
             scores.append(Scores(class_probabilities(result.pipeline, x, labels)))
-        interval = paired_interval(
-            promotion.metric,
-            holdout,
-            *scores,
-            confidence=promotion.confidence,
-            resamples=promotion.resamples,
-            seed=i,
-        )
+        interval = _judge_pair(promotion, holdout, scores, seed=i)
         deltas.append(abs(interval.delta))
         old += interval.delta > promotion.min_improvement
         new += interval.low > promotion.min_improvement
@@ -124,14 +138,7 @@ def simulated_false_promotions(
             scores.append(Scores(class_probabilities(result.pipeline, x, [0, 1])))
             exact = Scores(class_probabilities(result.pipeline, x_truth, [0, 1]))
             true_auc.append(metric_value("roc_auc", truth, exact))
-        interval = paired_interval(
-            promotion.metric,
-            holdout,
-            *scores,
-            confidence=promotion.confidence,
-            resamples=promotion.resamples,
-            seed=i,
-        )
+        interval = _judge_pair(promotion, holdout, scores, seed=i)
         if true_auc[0] <= true_auc[1]:  # the challenger is not truly better
             counts["null_pairs"] += 1
             counts["new_false"] += interval.low > promotion.min_improvement

@@ -24,6 +24,7 @@ from consumer.publish import announce_suspects, load_version
 from consumer.suspects import Blame, CannotTrain, Disagreement, bracket, find_culprits
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from consumer.registry import Champion, Registry
@@ -63,12 +64,18 @@ def _evaluation_rows(trained: Trained, ctx: RetrainContext, *models: Any) -> _Ro
     x, y = split_xy(frame, ctx.settings.dataset)
     known = set(y.tolist()) | set(trained.result.train_labels.tolist())
     labels = sorted(known.union(*(m.classes_.tolist() for m in models if m is not None)))
-    index = {label: i for i, label in enumerate(labels)}
     groups = trained.holdout.groups
     if groups is not None:
         groups = np.asarray(groups)[frame.index.get_indexer(x.index)]
-    y_index = np.array([index[v] for v in y.tolist()], dtype=int)
-    return _Rows(x, labels, Holdout(y_index, [str(v) for v in labels], groups))
+    return _Rows(x, labels, Holdout(_indices(y, labels), [str(v) for v in labels], groups))
+
+
+def _indices(values: Any, labels: list) -> np.ndarray:
+    """Each value's position in `labels` (values not in `labels` are left out)."""
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(labels)}
+    return np.array([index[v] for v in list(values) if v in index], dtype=int)
 
 
 def _scores(model: Any, rows: _Rows) -> Scores:
@@ -80,10 +87,7 @@ def _scores(model: Any, rows: _Rows) -> Scores:
 def _decide(
     ctx: RetrainContext, trained: Trained, rows: _Rows, champion: Champion | None, model: Any
 ) -> tuple[Decision, Scores]:
-    import numpy as np
-
-    index = {label: i for i, label in enumerate(rows.labels)}
-    train_y = np.array([index[v] for v in trained.result.train_labels.tolist()], dtype=int)
+    train_y = _indices(trained.result.train_labels, rows.labels)
     challenger = _scores(trained.result.pipeline, rows)
     decision = decide(
         rows.holdout,
@@ -206,8 +210,7 @@ def _disagreement(
     except NotTrainable:
         alone = None
     if alone is not None:
-        index = {label: i for i, label in enumerate(rows.labels)}
-        train_y = np.array([index[v] for v in alone.train_labels.tolist() if v in index])
+        train_y = _indices(alone.train_labels, rows.labels)
         baseline = prior_scores(train_y, len(rows.labels), rows.holdout.rows)
         below = paired_interval(
             promotion.metric, rows.holdout, baseline, _scores(alone.pipeline, rows), **settings
@@ -244,17 +247,14 @@ def _own_rows(
     ctx: RetrainContext, accepted: Accepted, labels: list
 ) -> tuple[_Rows, Holdout] | None:
     """A new file's rows as an evaluation set (None: none has a label the model knows)."""
-    import numpy as np
-
     from consumer.training import split_xy
 
     x, y = split_xy(accepted.frame, ctx.settings.dataset)
-    index = {label: i for i, label in enumerate(labels)}
-    known = y.isin(list(index)).to_numpy()
+    known = y.isin(labels).to_numpy()
     if not known.any():
         return None
     x, y = x[known], y[known]
-    rows = Holdout(np.array([index[v] for v in y.tolist()], dtype=int), [str(v) for v in labels])
+    rows = Holdout(_indices(y, labels), [str(v) for v in labels])
     return _Rows(x, labels, rows), rows
 
 
@@ -264,7 +264,6 @@ def _fresh_evidence(
     """The champion scored on rows that arrived after it was trained: evidence no decision
     has used, next to its holdout score (a champion picked as the best of many noisy
     comparisons looks better on the holdout than it is)."""
-    import numpy as np
     import pandas as pd
 
     from consumer.training import evaluate, split_xy
@@ -291,9 +290,8 @@ def _fresh_evidence(
     if metric not in scored:
         return prequential, None
     labels = sorted(set(y.tolist()) | set(model.classes_.tolist()))
-    index = {label: i for i, label in enumerate(labels)}
     holdout = Holdout(
-        np.array([index[v] for v in y.tolist()], dtype=int),
+        _indices(y, labels),
         [str(v) for v in labels],
         rows.loc[x.index, "_file"].to_numpy(),
     )
