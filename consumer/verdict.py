@@ -266,6 +266,7 @@ def _fresh_evidence(
     comparisons looks better on the holdout than it is)."""
     import pandas as pd
 
+    from consumer.retrain import files_in_window
     from consumer.training import evaluate, split_xy
 
     if champion is None or model is None:
@@ -275,7 +276,9 @@ def _fresh_evidence(
         for r in ctx.ledger.files("trained")
         if r.model_version is not None and int(r.model_version) > int(champion.version)
     ]
-    frames = [load_accepted(ctx, r).assign(_file=r.sha256) for r in later]
+    # Only the newest files that fit the cap are read: the cost stays flat as files pile up.
+    budget = FRESH_MAX_ROWS - sum(len(a.frame) for a in new)
+    frames = [load_accepted(ctx, r).assign(_file=r.sha256) for r in files_in_window(later, budget)]
     frames += [a.frame.assign(_file=a.record.sha256) for a in new]
     if not frames:
         return {}, None
