@@ -48,6 +48,7 @@ import pandas as pd
 
 # Everything the parent needs from the project is imported once, at start: other people edit
 # the code while a long run goes on, and stopping the stacks must never depend on a later import.
+from arrivals.harness import write_params
 from shared.dataset import ensure_holdout, training_pool
 from shared.events import FILE_ARRIVED, file_resource_id
 from shared.fs import atomic_write_json, sha256_file
@@ -58,7 +59,6 @@ from shared.settings import (
     ColumnSpec,
     Settings,
     load_settings,
-    write_params,
 )
 
 log = logging.getLogger("arrivals.bench")

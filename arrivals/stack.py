@@ -37,7 +37,7 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def _process_start_time(pid: int) -> str | None:
+def process_start_time(pid: int) -> str | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
@@ -80,7 +80,7 @@ class Stack:
             pid = int(pid_text)
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _process_start_time(pid) == started else None
+        return pid if process_start_time(pid) == started else None
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         log_path = self.dirs.logs / f"{name}.log"
@@ -94,7 +94,7 @@ class Stack:
                 cwd=self.dirs.home,
                 start_new_session=True,  # its own process group: `down` stops its children too
             )
-        started = _process_start_time(process.pid) or ""
+        started = process_start_time(process.pid) or ""
         self._pidfile(name).write_text(f"{process.pid} {started}\n")
         log.info("Started %s (pid %d), log: %s", name, process.pid, log_path)
         return process.pid
@@ -348,13 +348,13 @@ class Stack:
         for name in [*reversed(known), *extra]:
             pid = self.pid(name)
             if pid is not None:
-                _stop_group(pid, timeout)
+                stop_group(pid, timeout)
                 stopped.append(name)
             self._pidfile(name).unlink(missing_ok=True)
         return stopped
 
 
-def _stop_group(pid: int, timeout: float) -> None:
+def stop_group(pid: int, timeout: float) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

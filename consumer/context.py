@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import events
 
@@ -21,6 +23,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class StageTimer(Protocol):
+    """Times the named stages of a retrain (the benchmark injects one; the product needs none)."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]: ...
+
+
+class NoTimer:
+    """Times nothing: the default."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
 @dataclass
 class RetrainContext:
     """What every stage of one retrain run shares."""
@@ -33,6 +48,7 @@ class RetrainContext:
     trigger_event_id: str | None = None
     logger: Any = field(default=log)
     registry: Registry | None = None  # built on first use (importing MLflow costs seconds)
+    timer: StageTimer = field(default_factory=NoTimer)
 
     def model_registry(self) -> Registry:
         """The registry of this run: the injected one, else MLflow at the configured URL."""

@@ -123,7 +123,8 @@ def fit(
             len(accepted),
             settings.training.policy,
         )
-    return train_and_evaluate(accepted, holdout.frame, settings.dataset, settings.model)
+    with ctx.timer.stage("fit_and_evaluate"):
+        return train_and_evaluate(accepted, holdout.frame, settings.dataset, settings.model)
 
 
 def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
@@ -141,7 +142,8 @@ def train(ctx: RetrainContext, new: list[Accepted]) -> Trained:
     earlier_count = sum(r.rows or 0 for r in earlier)
     if earlier_count >= LARGE_ROWS:  # a large retrain says what it is doing
         ctx.logger.info("Reading %d accepted file(s), %d rows", len(earlier), earlier_count)
-    frames = [load_accepted(ctx, r) for r in earlier]
+    with ctx.timer.stage("read"):
+        frames = [load_accepted(ctx, r) for r in earlier]
     earlier_rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     # This round's files count: with no source their holdout rows are the holdout's newest
     # (and in the first round its only ones).

@@ -531,33 +531,6 @@ class Settings(_Strict):
         return env
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def write_params(path: Path, *overrides: dict) -> Path:
-    """Write the shipped params.yaml with each of `overrides` merged in, key by nested key.
-
-    The dataset source is made absolute, so the new file works from any folder. Used by the
-    benchmark and the tests to run isolated stacks; handy for scripted setups too.
-    """
-    params = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
-    source = params["dataset"].get("source")
-    if source and not Path(source).is_absolute():
-        params["dataset"]["source"] = str((DEFAULT_CONFIG.parent / source).resolve())
-    for override in overrides:
-        params = _merge(params, override)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _format_error(error: ValidationError, config_file: Path) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"

@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arrivals.harness import write_params
 from shared.ledger import Ledger
-from shared.settings import Settings, load_settings, write_params
+from shared.settings import Settings, load_settings
 
 BIN = Path(sys.executable).parent
 

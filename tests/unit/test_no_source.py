@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from arrivals import cli
+from arrivals.harness import write_params
 from automations.apply import deployment_specs
-from shared.settings import SettingsError, load_settings, write_params
+from shared.settings import SettingsError, load_settings
 
 
 @pytest.fixture

@@ -303,7 +303,7 @@ def test_above_label_needs_a_column(write_config: Callable[..., Path]) -> None:
 
 
 def test_write_params_merges_nested_overrides_and_keeps_the_source_usable(tmp_path: Path) -> None:
-    from shared.settings import write_params
+    from arrivals.harness import write_params
 
     path = write_params(
         tmp_path / "elsewhere" / "params.yaml",

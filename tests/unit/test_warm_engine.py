@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import load_settings, write_params
+from arrivals.harness import write_params
+from shared.settings import load_settings
 from tests.e2e.conftest import wait_for
 
 CHILD = "tests.unit.warm_child"
