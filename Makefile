@@ -50,9 +50,10 @@ test-unit: install ## Only the tests that start no services
 	$(BIN)/pytest -m "not e2e and not scale"
 
 # Fresh stacks in temporary homes on free ports, always stopped. Tables on stdout, JSON in
-# bench/results/ (git-ignored); `.venv/bin/python -m arrivals.bench --help` lists the options.
+# bench/results/ (git-ignored). The benchmark is the top-level `bench` package, not shipped in
+# the wheel; `.venv/bin/python -m bench --help` lists the options.
 bench: install ## Measure drop latency, bursts, retrain cost (~6 min here; ARGS="--parts latency")
-	$(BIN)/python -m arrivals.bench $(ARGS)
+	$(BIN)/python -m bench $(ARGS)
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

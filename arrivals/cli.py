@@ -28,7 +28,7 @@ log = logging.getLogger("arrivals")
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from arrivals.stack import Stack, StackError
-    from automations.apply import apply_all
+    from arrivals.topology import apply_all
 
     use_prefect_of(settings)
     stack = Stack(settings)
@@ -204,7 +204,7 @@ def _run_producer(settings: Settings, batch: int) -> int:
     use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
-    from automations.apply import PRODUCER_DEPLOYMENT
+    from arrivals.topology import PRODUCER_DEPLOYMENT
 
     run = run_deployment(
         PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]

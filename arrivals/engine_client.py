@@ -21,6 +21,9 @@ import sys
 import time
 
 STDIO = [0, 1, 2]
+# arrivals.topology.COLD_ENGINE, written out: importing the topology would cost every run the
+# time this process exists to save (a unit test keeps the two equal).
+COLD_ENGINE = "prefect.engine"
 # The worker reads 0 as success; a run we lost sight of did not report success to it.
 LOST_RUN_EXIT_CODE = 1
 
@@ -28,7 +31,7 @@ LOST_RUN_EXIT_CODE = 1
 def _cold_engine(why: str) -> None:
     sys.stderr.write(f"arrivals: warm engine unavailable ({why}); starting a cold engine\n")
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *sys.argv[2:]])
+    os.execv(sys.executable, [sys.executable, "-m", COLD_ENGINE, *sys.argv[2:]])
 
 
 def _read_line(conn: socket.socket, buffer: bytearray) -> dict | None:

@@ -37,7 +37,12 @@ ALERT_HINTS = {
     "sensor-silent": "no heartbeat from the inbox sensor: new files are not noticed "
     "(`arrivals status`; `arrivals up --detach` restarts it)",
 }
-RUN_STATES = ("Running", "Completed", "Failed", "Crashed")
+# The flow-run state events a feed can show: a start and every end but a cancellation
+# (single flight cancels the runs it finds unneeded).
+RUN_STATES = (
+    "Running",
+    *sorted(state.title() for state in names.RunStates.TERMINAL - {"CANCELLED"}),
+)
 RUN_EVENTS = tuple(f"prefect.flow-run.{state}" for state in RUN_STATES)
 PAGE_SIZE = 50  # the API's maximum page size
 VERB_WIDTH = 10

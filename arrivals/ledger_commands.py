@@ -13,6 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from arrivals.environment import prefect_env
+from arrivals.topology import RETRAIN_DEPLOYMENT
+from shared.events import RunStates
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,7 +27,7 @@ RETRAIN_TIMEOUT_SECONDS = 900.0  # `retrain` / `retract` wait this long for thei
 
 def use_prefect_of(settings: Settings) -> None:
     """Point this process's Prefect client at this home's server, before prefect is imported."""
-    os.environ.update(settings.prefect_env())
+    os.environ.update(prefect_env(settings))
 
 
 def cmd_release(settings: Settings, args: argparse.Namespace) -> int:
@@ -186,8 +189,6 @@ def run_retrain(settings: Settings) -> int:
     use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
-    from automations.apply import RETRAIN_DEPLOYMENT
-
     deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
     while True:
         _wait_until_no_retrain_runs(deadline)
@@ -223,9 +224,7 @@ def _wait_until_no_retrain_runs(deadline: float) -> None:
     )
     from prefect.client.schemas.objects import StateType
 
-    from automations.apply import RETRAIN_DEPLOYMENT
-
-    active = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+    active = [StateType(state) for state in sorted(RunStates.ACTIVE)]
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(RETRAIN_DEPLOYMENT)
         said = False

@@ -21,6 +21,14 @@ from pathlib import Path
 
 import httpx
 
+from arrivals import topology
+from arrivals.environment import (
+    child_env,
+    prefect_ports,
+    replica_api_url,
+    replica_env,
+    warm_engine_socket,
+)
 from shared.events import prefect_headers
 from shared.settings import Settings
 
@@ -66,7 +74,7 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dirs = settings.dirs
-        self.env = settings.child_env()
+        self.env = child_env(settings)
         self._http = httpx.Client(timeout=2.0, headers=prefect_headers())
 
     # -- pid files ------------------------------------------------------------------------
@@ -102,16 +110,7 @@ class Stack:
     # -- which services ---------------------------------------------------------------------
     def service_names(self) -> list[str]:
         """Every service of this profile, in start order (the contract's four always exist)."""
-        s = self.settings
-        names = ["prefect"] + [f"prefect-{i + 1}" for i in range(1, len(s.prefect_ports))]
-        if s.scaled:
-            names.append("prefect-services")
-        names.append("mlflow")
-        if s.warm_engine_socket is not None:
-            names.append("engine")  # before the workers: their first run can start warm
-        workers = s.scale.workers if s.scaled else 1
-        names += ["worker"] + [f"worker-{i + 1}" for i in range(1, workers)]
-        return [*names, "sensor"]
+        return topology.service_names(self.settings)
 
     @staticmethod
     def _index(name: str) -> int:
@@ -129,14 +128,15 @@ class Stack:
     def status(self, name: str) -> ServiceStatus:
         pid = self.pid(name)
         s = self.settings
-        if name.startswith("prefect") and name != "prefect-services":
-            api = s.prefect_api_url_of(self._index(name))
+        service = topology.service_of(name)
+        if service is topology.PREFECT_SERVER:
+            api = replica_api_url(s, self._index(name))
             healthy = pid is not None and self._get_ok(f"{api}/health")
             return ServiceStatus(name, pid, healthy, api.removesuffix("/api"))
-        if name == "mlflow":
+        if service is topology.MLFLOW_SERVER:
             healthy = pid is not None and self._get_ok(f"{s.mlflow_url}/health")
             return ServiceStatus(name, pid, healthy, s.mlflow_url)
-        if name == "sensor":
+        if service is topology.SENSOR:
             alive = self.dirs.run / "sensor.alive"
             try:
                 stamp, watching = alive.read_text().split()
@@ -144,9 +144,9 @@ class Stack:
             except (FileNotFoundError, ValueError):
                 fresh = False
             return ServiceStatus(name, pid, pid is not None and fresh)
-        if name == "prefect-services":
+        if service is topology.PREFECT_SERVICES:
             return ServiceStatus(name, pid, pid is not None)
-        if name == "engine":
+        if service is topology.WARM_ENGINE:
             return ServiceStatus(name, pid, pid is not None and self._engine_listening())
         return ServiceStatus(name, pid, pid is not None and self._worker_polling(name))
 
@@ -163,7 +163,7 @@ class Stack:
         )
 
     def _engine_listening(self) -> bool:
-        path = self.settings.warm_engine_socket
+        path = warm_engine_socket(self.settings)
         if path is None:
             return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -173,8 +173,8 @@ class Stack:
                 return False
         return True
 
-    def _worker_name(self, name: str = "worker") -> str:
-        suffix = "" if name == "worker" else f"-{self._index(name) + 1}"
+    def _worker_name(self, name: str = topology.WORKER.name) -> str:
+        suffix = "" if name == topology.WORKER.name else f"-{self._index(name) + 1}"
         return f"arrivals-{socket.gethostname()}-{self.settings.services.prefect_port}{suffix}"
 
     def statuses(self) -> dict[str, ServiceStatus]:
@@ -188,33 +188,30 @@ class Stack:
                 f"port (ARRIVALS_{name.split('-')[0].upper()}_PORT)"
             )
 
-    def _env_for(self, replica: int) -> dict[str, str]:
-        """A client's environment, pointed at one API replica (spreads the load)."""
-        return {**self.env, "PREFECT_API_URL": self.settings.prefect_api_url_of(replica)}
-
     def start(self, name: str) -> None:
         s = self.settings
         host = s.services.host
-        if name.startswith("prefect") and name != "prefect-services":
-            port = s.prefect_ports[self._index(name)]
+        service = topology.service_of(name)
+        if service is topology.PREFECT_SERVER:
+            port = prefect_ports(s)[self._index(name)]
             self._check_port_free(name, port)
             # `prefect server start`, with SQLite write transactions that cannot fail on a
             # stale read (see arrivals/prefect_server.py).
-            argv = [sys.executable, "-m", "arrivals.prefect_server", "start"]
+            argv = [sys.executable, "-m", service.module, "start"]
             argv += ["--host", host, "--port", str(port)]
             if s.scaled:
                 argv.append("--no-services")  # the services run once, in prefect-services
             self._spawn(name, argv)
-        elif name == "prefect-services":
+        elif service is topology.PREFECT_SERVICES:
             self._spawn(name, [_bin("prefect"), "server", "services", "start"])
-        elif name == "mlflow":
-            self._check_port_free("mlflow", s.services.mlflow_port)
+        elif service is topology.MLFLOW_SERVER:
+            self._check_port_free(name, s.services.mlflow_port)
             self._spawn(
-                "mlflow",
+                name,
                 [
                     sys.executable,
                     "-m",
-                    "arrivals.mlflow_server",
+                    service.module,
                     s.mlflow_backend_uri,
                     "--",
                     "--host",
@@ -233,10 +230,10 @@ class Stack:
                 ],
                 env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             )
-        elif name == "engine":
-            socket_path = str(s.warm_engine_socket)
-            self._spawn(name, [sys.executable, "-m", "arrivals.warm_engine", socket_path])
-        elif name.startswith("worker"):
+        elif service is topology.WARM_ENGINE:
+            socket_path = str(warm_engine_socket(s))
+            self._spawn(name, [sys.executable, "-m", service.module, socket_path])
+        elif service is topology.WORKER:
             argv = [
                 _bin("prefect"),
                 "worker",
@@ -248,14 +245,14 @@ class Stack:
                 "--name",
                 self._worker_name(name),
             ]
-            self._spawn(name, argv, env=self._env_for(self._index(name)))
-        elif name == "sensor":
+            self._spawn(name, argv, env=replica_env(s, self.env, self._index(name)))
+        elif service is topology.SENSOR:
             (self.dirs.run / "sensor.alive").unlink(missing_ok=True)
             # The last replica: in the scale profile, events enter through another API server
             # than the one the deployments were applied to, and Redis carries them across.
-            replica = len(s.prefect_ports) - 1
+            replica = len(prefect_ports(s)) - 1
             self._spawn(
-                "sensor", [sys.executable, "-m", "automations.sensor"], env=self._env_for(replica)
+                name, [sys.executable, "-m", service.module], env=replica_env(s, self.env, replica)
             )
 
     def _wait(self, names: list[str], deadline: float) -> None:
@@ -312,7 +309,7 @@ class Stack:
         if s.scaled:
             self._prepare_scale()
         Ledger(s.ledger_url).close()  # create the schema once, before its writers start
-        if s.services.warm_start and s.warm_engine_socket is None:
+        if s.services.warm_start and warm_engine_socket(s) is None:
             log.warning(
                 "Warm start is off: %s is longer than a UNIX socket path may be; flow runs "
                 "start cold (a shorter ARRIVALS_HOME turns it on)",
@@ -320,17 +317,23 @@ class Stack:
             )
         deadline = time.monotonic() + s.services.startup_timeout_seconds
         names = self.service_names()
-        servers = [n for n in names if n.startswith("prefect") or n == "mlflow"]
+        servers = [
+            n
+            for n in names
+            if topology.service_of(n) in (topology.PREFECT_SERVER, topology.MLFLOW_SERVER)
+        ]
         # The first API server alone first: at startup it registers block types, and two
         # replicas doing it at once collide on PostgreSQL. MLflow (slow) starts beside it.
-        for name in ("prefect", "mlflow"):
+        for name in (topology.PREFECT_SERVER.name, topology.MLFLOW_SERVER.name):
             if self.pid(name) is None:
                 self.start(name)
-        self._wait(["prefect"], deadline)
+        self._wait([topology.PREFECT_SERVER.name], deadline)
         for name in servers:
             if self.pid(name) is None:
                 self.start(name)
-        self._wait([n for n in servers if n.startswith("prefect")], deadline)
+        self._wait(
+            [n for n in servers if topology.service_of(n) is topology.PREFECT_SERVER], deadline
+        )
         apply(s)
         for name in names:
             if name not in servers and self.pid(name) is None:

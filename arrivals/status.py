@@ -7,60 +7,62 @@ pure and turns that object into the compact table people read.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime, tzinfo
-from typing import Any
-
-import httpx
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from arrivals.events_feed import human_size, shorten
 from arrivals.stack import Stack
 from shared.fs import read_json
-from shared.ledger import (
-    ANNOUNCED,
-    CLAIMED,
-    DETECTED,
-    DUPLICATE,
-    PENDING_STATES,
-    RELEASED,
-    Ledger,
-    arrivals_table,
-    files_table,
-)
+from shared.ledger import PENDING_STATES, Disposition, FileState, Ledger
 from shared.settings import Settings
 
+if TYPE_CHECKING:
+    from consumer.registry import Registry
+
+log = logging.getLogger("arrivals.status")
+
 RECENT = 10
+PENDING = "pending"  # the outcome of an arrival whose file is in one of PENDING_STATES
 # What a pending file waits for, by ledger state.
 WAITING_FOR = {
-    DETECTED: "waiting for Prefect to accept its event",
-    ANNOUNCED: "waiting for a retrain run",
-    CLAIMED: "a retrain run is on it",
+    FileState.DETECTED: "waiting for Prefect to accept its event",
+    FileState.ANNOUNCED: "waiting for a retrain run",
+    FileState.CLAIMED: "a retrain run is on it",
 }
 
 
-def champion_from_mlflow(settings: Settings) -> dict[str, Any] | None:
-    """The champion via MLflow's REST API (no `import mlflow`: status must be fast)."""
-    api = f"{settings.mlflow_url}/api/2.0/mlflow"
-    name = settings.model.name
-    with httpx.Client(timeout=5.0) as client:
-        alias = client.get(
-            f"{api}/registered-models/alias", params={"name": name, "alias": "champion"}
-        )
-        if alias.status_code != 200:
-            return None
-        version = alias.json()["model_version"]
-        run = client.get(f"{api}/runs/get", params={"run_id": version["run_id"]})
-        run.raise_for_status()
-        metrics = {m["key"]: m["value"] for m in run.json()["run"]["data"].get("metrics", [])}
-    tags = {t["key"]: t["value"] for t in version.get("tags", [])}
+def champion_from_registry(registry: Registry, model: str) -> dict[str, Any] | None:
+    """The champion as the retrain's registry sees it, with the decision its tags record."""
+    champion = registry.champion()
+    if champion is None:
+        return None
     return {
-        "model": name,
-        "version": version["version"],
-        "metrics": metrics,
-        "decision": decision_of_tags(tags),
+        "model": model,
+        "version": champion.version,
+        "metrics": dict(champion.metrics),
+        "decision": decision_of_tags(champion.tags),
         "source": "mlflow",
     }
+
+
+def champion_from_mlflow(
+    settings: Settings, registry: Registry | None = None
+) -> dict[str, Any] | None:
+    """The champion from MLflow (the export, if MLflow fails to answer)."""
+    # Imported here: MLflow costs over a second to import, and only a live MLflow needs it.
+    from mlflow.exceptions import MlflowException
+
+    from consumer.registry import MlflowRegistry
+
+    if registry is None:
+        registry = MlflowRegistry(settings.mlflow_url, settings.model.name, settings.dataset.name)
+    try:
+        return champion_from_registry(registry, settings.model.name)
+    except MlflowException as error:
+        log.warning("MLflow did not answer for the champion: %s", error)
+        return champion_from_export(settings, f"MLflow did not answer: {error}")
 
 
 def decision_of_tags(tags: dict[str, str]) -> dict[str, Any] | None:
@@ -116,59 +118,41 @@ def arrival_outcome(
     A rejected file a person re-admitted gets a fresh `detected_at`; its earlier arrivals
     ended as `released` (rejected, then let in again), whatever the content's state now.
     """
-    if disposition == DUPLICATE:
-        return "duplicate"
-    if arrival_detected_at < file_detected_at or state == RELEASED:
-        return "released"
+    if disposition == Disposition.DUPLICATE:
+        return Disposition.DUPLICATE.value
+    if arrival_detected_at < file_detected_at or state == FileState.RELEASED:
+        return FileState.RELEASED.value
     if state in PENDING_STATES:
-        return "pending"
+        return PENDING
     return state
 
 
 def recent_arrivals(ledger: Ledger, limit: int, now: float) -> list[dict[str, Any]]:
     """The newest `limit` arrivals (names files came in under), newest first, with outcomes."""
-    a, f = arrivals_table, files_table
-    query = (
-        sa.select(
-            a.c.name,
-            a.c.sha256,
-            a.c.size,
-            a.c.detected_via,
-            a.c.detected_at,
-            a.c.disposition,
-            f.c.name.label("first_name"),
-            f.c.state,
-            f.c.detected_at.label("file_detected_at"),
-            f.c.model_version,
-            f.c.reason,
-        )
-        .join(f, f.c.sha256 == a.c.sha256)
-        .order_by(a.c.id.desc())
-        .limit(limit)
-    )
-    with ledger.engine.connect() as conn:
-        rows = conn.execute(query).all()
     recent = []
-    for row in rows:
-        outcome = arrival_outcome(row.disposition, row.state, row.detected_at, row.file_detected_at)
-        if outcome == "duplicate":
-            note = f"same content as {row.first_name}"
-        elif outcome == "pending":
-            note = WAITING_FOR.get(row.state, row.state)
-        elif outcome == "released":
+    for arrival, record in ledger.recent_arrivals(limit):
+        outcome = arrival_outcome(
+            arrival.disposition, record.state, arrival.detected_at, record.detected_at
+        )
+        if outcome == Disposition.DUPLICATE:
+            note = f"same content as {arrival.duplicate_of}"
+        elif outcome == PENDING:
+            note = WAITING_FOR.get(record.state, record.state)
+        elif outcome == FileState.RELEASED:
             note = "rejected, then released from the quarantine"
         else:
-            note = row.reason or ""
+            note = record.reason or ""
+        with_version = outcome in (FileState.TRAINED, FileState.RETRACTED)
         recent.append(
             {
-                "name": row.name,
-                "sha256": row.sha256,
-                "size": row.size,
-                "detected_via": row.detected_via,
-                "detected_at": datetime.fromtimestamp(row.detected_at, UTC).isoformat(),
-                "age_seconds": round(max(0.0, now - row.detected_at), 1),
+                "name": arrival.name,
+                "sha256": arrival.sha256,
+                "size": arrival.size,
+                "detected_via": arrival.detected_via,
+                "detected_at": datetime.fromtimestamp(arrival.detected_at, UTC).isoformat(),
+                "age_seconds": round(max(0.0, now - arrival.detected_at), 1),
                 "outcome": outcome,
-                "model_version": row.model_version if outcome in ("trained", "retracted") else None,
+                "model_version": record.model_version if with_version else None,
                 "note": note,
             }
         )
@@ -177,17 +161,17 @@ def recent_arrivals(ledger: Ledger, limit: int, now: float) -> list[dict[str, An
 
 def oldest_pending_age(ledger: Ledger, now: float) -> float | None:
     """Seconds since the oldest still-pending file was detected (None: nothing pending)."""
-    with ledger.engine.connect() as conn:
-        oldest = conn.execute(
-            sa.select(sa.func.min(files_table.c.detected_at)).where(
-                files_table.c.state.in_(PENDING_STATES)
-            )
-        ).scalar_one()
+    oldest = ledger.oldest_pending_detected_at()
     return None if oldest is None else round(max(0.0, now - oldest), 1)
 
 
-def collect_status(settings: Settings, *, recent: int = RECENT) -> dict[str, Any]:
-    """The operator contract's status object, plus recent arrivals and the pending age."""
+def collect_status(
+    settings: Settings, *, recent: int = RECENT, registry: Registry | None = None
+) -> dict[str, Any]:
+    """The operator contract's status object, plus recent arrivals and the pending age.
+
+    `registry` (MLflow at the configured URL when None) is asked only while MLflow is up.
+    """
     stack = Stack(settings)
     services = {}
     for name, status in stack.statuses().items():
@@ -203,12 +187,8 @@ def collect_status(settings: Settings, *, recent: int = RECENT) -> dict[str, Any
         pending_age = oldest_pending_age(ledger, now)
     finally:
         ledger.close()
-    champion = None
     if services["mlflow"]["healthy"]:
-        try:
-            champion = champion_from_mlflow(settings)
-        except (httpx.HTTPError, KeyError, ValueError) as error:
-            champion = champion_from_export(settings, f"MLflow did not answer: {error}")
+        champion = champion_from_mlflow(settings, registry)
     else:
         champion = champion_from_export(settings)
     return {

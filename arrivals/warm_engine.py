@@ -33,39 +33,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from arrivals.topology import COLD_ENGINE, PRELOAD
 from shared.logs import LOG_FORMAT
 
 log = logging.getLogger("arrivals.warm_engine")
 
-# Imported once, before any fork: the engine, our flows and what a retrain imports (on this
-# 2-core machine: Prefect 2.5 s, pandas + scikit-learn + skops 4.5 s, MLflow 1.3 s). Only
-# imports run here, never a computation, so no thread pool has work in flight at the fork
-# (OpenBLAS re-creates its threads in the child; OpenMP's pool does not exist yet).
-PRELOAD = (
-    "prefect.engine",
-    "prefect.flow_engine",
-    "prefect.deployments.steps",
-    "prefect.client.orchestration",
-    "producer.flows",
-    "consumer.flows",
-    "consumer.retrain",
-    "consumer.ingest",
-    "consumer.judge",
-    "consumer.training",
-    "consumer.validate",
-    "consumer.registry",
-    "consumer.plots",
-    "shared.ledger",
-    "shared.events",
-    "pandas",
-    "joblib",
-    "skops.io",
-    "mlflow",
-    "mlflow.sklearn",
-    "mlflow.models",
-)
 REQUEST_TIMEOUT_SECONDS = 5.0
-ENGINE_MODULE = "prefect.engine"
 SERVER_LOG_HANDLER = logging.StreamHandler()
 
 
@@ -79,8 +52,9 @@ class Job:
     stdio: list[int]
 
 
-def preload() -> None:
-    for module in PRELOAD:
+def preload(modules: tuple[str, ...] = PRELOAD) -> None:
+    """Import what every flow run needs, once, before any fork (see `arrivals.topology`)."""
+    for module in modules:
         importlib.import_module(module)
 
 
@@ -270,7 +244,7 @@ def prefect_settings_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("PREFECT_") and k[7:8] != "_"}
 
 
-def run_engine(job: Job, module: str = ENGINE_MODULE) -> None:
+def run_engine(job: Job, module: str = COLD_ENGINE) -> None:
     """In the forked child: become `python -m prefect.engine` for the client's flow run."""
     for target, fd in enumerate(job.stdio):
         os.dup2(fd, target)
@@ -298,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("socket", type=Path, help="the UNIX socket to listen on")
     parser.add_argument(
-        "--run-module", default=ENGINE_MODULE, help=f"what a child runs (default {ENGINE_MODULE})"
+        "--run-module", default=COLD_ENGINE, help=f"what a child runs (default {COLD_ENGINE})"
     )
     parser.add_argument(
         "--no-preload", action="store_true", help="import nothing ahead (tests of the protocol)"

@@ -38,7 +38,7 @@ from automations.settler import (
 )
 from shared import events
 from shared.fs import is_temp_name, move_into, sha256_file
-from shared.ledger import DUPLICATE, REFUSED, Arrival, Ledger
+from shared.ledger import Arrival, Disposition, Ledger
 from shared.settings import Settings
 
 log = logging.getLogger("arrivals.sensor")
@@ -187,12 +187,12 @@ class InboxSensor:
         )
         if arrival is None:
             return None
-        if arrival.disposition == REFUSED:
+        if arrival.disposition == Disposition.REFUSED:
             where = quarantine(path, self.settings.dirs.quarantine, sha256=sha256, reason=refused)
             self.ledger.set_stored_path(sha256, str(where))
             self.ledger.move_arrival(arrival.id, str(where))
             log.warning("Rejected %s: %s (moved to %s)", path.name, refused, where)
-        elif arrival.disposition == DUPLICATE:
+        elif arrival.disposition == Disposition.DUPLICATE:
             moved = move_into(path, self.settings.dirs.archive / "duplicates", path.name)
             self.ledger.move_arrival(arrival.id, str(moved))
             log.info(
@@ -223,10 +223,10 @@ class InboxSensor:
             "detected_via": arrival.detected_via,
         }
         name = events.FILE_ARRIVED
-        if arrival.disposition == DUPLICATE:
+        if arrival.disposition == Disposition.DUPLICATE:
             name = events.FILE_DUPLICATE
             payload["duplicate_of"] = arrival.duplicate_of
-        elif arrival.disposition == REFUSED:
+        elif arrival.disposition == Disposition.REFUSED:
             name = events.FILE_REJECTED
             record = self.ledger.get(arrival.sha256)
             payload["reason"] = record.reason if record else None
@@ -369,11 +369,14 @@ def main(argv: Iterable[str] | None = None) -> None:
     settings = load_settings()
     settings.dirs.ensure()
     ledger = Ledger(settings.ledger_url)
+    # The API server the stack points this process at (in the scale profile a replica other
+    # than the one the automations were applied to); the configured one when run alone.
+    api_url = os.environ.get("PREFECT_API_URL") or settings.prefect_api_url
     sensor = InboxSensor(
         settings,
         ledger,
-        events.ConfirmedEmitter(settings.prefect_api_url),
-        run_states=events.RunStates(settings.prefect_api_url),
+        events.ConfirmedEmitter(api_url),
+        run_states=events.RunStates(api_url),
     )
     signal.signal(signal.SIGTERM, lambda *_: sensor.stop())
     signal.signal(signal.SIGINT, lambda *_: sensor.stop())

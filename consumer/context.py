@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from consumer.registry import MlflowRegistry, Registry
 from shared import events
 
 if TYPE_CHECKING:
-    from consumer.registry import Registry
     from shared.ledger import Ledger
     from shared.settings import Settings
 
@@ -53,8 +53,6 @@ class RetrainContext:
     def model_registry(self) -> Registry:
         """The registry of this run: the injected one, else MLflow at the configured URL."""
         if self.registry is None:
-            from consumer.registry import MlflowRegistry
-
             self.registry = MlflowRegistry(
                 self.settings.mlflow_url, self.settings.model.name, self.settings.dataset.name
             )

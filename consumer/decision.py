@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from consumer.judge import (
     LOWER_IS_BETTER,
     METRIC_NAMES,
-    Holdout,
     Interval,
+    LabelledRows,
     Scores,
     metric_value,
     paired_interval,
@@ -26,7 +26,7 @@ WORSE = "worse than champion"  # with confidence: a reason to look for a bad fil
 BELOW_FLOOR = "below floor"  # no better than chance: a reason to look for a bad file
 NOT_JUDGED = "not judged"  # the holdout cannot decide yet
 # The champion was trained on a retracted file and moved to the best clean version: a forced
-# move, not a statistical promotion (consumer.retrain, consumer.verdict.best_clean_version).
+# move, not a statistical promotion (consumer.commit, consumer.verdict.best_clean_version).
 REPLACED_RETRACTED = "replaced a retracted champion"
 
 
@@ -91,7 +91,7 @@ def _name(metric: str) -> str:
 
 
 def decide(
-    holdout: Holdout,
+    holdout: LabelledRows,
     challenger: Scores,
     champion: Scores | None,
     baseline: Scores,

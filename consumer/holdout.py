@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from consumer.validate import Rejected, validate_csv
 from shared.fs import atomic_write_bytes
+from shared.ledger import FileState
 
 if TYPE_CHECKING:
     from shared.ledger import Ledger
@@ -145,8 +147,6 @@ def training_rows(settings: Settings, sha256: str, frame: pd.DataFrame) -> pd.Da
 
 def _validated(settings: Settings, path: Path) -> tuple[pd.DataFrame, int]:
     """A pinned holdout file's usable rows and its row count, validated like an arrival."""
-    from consumer.validate import Rejected, validate_csv
-
     try:
         result = validate_csv(path, settings.dataset)
     except Rejected as rejection:
@@ -199,10 +199,8 @@ def load_holdout(
 
 
 def _from_arrivals(settings: Settings, ledger: Ledger, accepted_now: Iterable[str]) -> Holdout:
-    from shared.ledger import TRAINED
-
     # Trained files only: a rejected, retracted or suspect file's rows judge nothing.
-    shas = [record.sha256 for record in ledger.files(TRAINED)]
+    shas = [record.sha256 for record in ledger.files(FileState.TRAINED)]
     trained = set(shas)
     shas += [sha for sha in dict.fromkeys(accepted_now) if sha not in trained]
     frames, groups = [], []

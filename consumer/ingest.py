@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from consumer.context import RetrainContext, now_iso
 from shared import events
-from shared.fs import atomic_write_json, is_within, move_into
+from shared.fs import atomic_write_bytes, atomic_write_json, is_within, move_into
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,6 +80,7 @@ def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> 
 
 def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
     """Validate one claimed file: accepted files move to the archive, bad ones to quarantine."""
+    # These read CSVs with pandas (a second to import with them): loaded when a file is read.
     from consumer.csvfile import write_bad_rows
     from consumer.holdout import split_arrival
     from consumer.validate import Rejected, validate_csv
@@ -104,11 +105,7 @@ def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:
         ctx.ledger.set_stored_path(record.sha256, str(path))
     # No source: holdout.fraction of the rows go to the holdout, and never into training.
     frame = split_arrival(ctx.settings, record.sha256, frame)
-    copy = accepted_copy(ctx, record.sha256)
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = copy.with_name(f".{copy.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(copy)
+    atomic_write_bytes(accepted_copy(ctx, record.sha256), frame.to_parquet(index=False))
     accepted = Accepted(record, path, frame, validated.total_rows, validated.dropped)
     if validated.dropped:
         rows_file = write_bad_rows(validated.bad_rows, dirs.quarantine, record.name)
@@ -124,7 +121,7 @@ def accepted_copy(ctx: RetrainContext, sha256: str) -> Path:
 
 def load_accepted(ctx: RetrainContext, record: FileRecord) -> pd.DataFrame:
     """The typed rows of an accepted file: its Parquet copy, else its archived CSV again."""
-    import pandas as pd
+    import pandas as pd  # see ingest
 
     from consumer.holdout import training_rows
     from consumer.validate import validate_csv

@@ -10,7 +10,7 @@ scored on that same draw. A challenger is promoted only when the interval's lowe
 
 The interval is two-sided at `promotion.confidence`, so a promotion is a one-sided test at
 (1 - confidence) / 2: 2.5% false promotions between equal models at the default 0.95, as the
-simulation tests check (tests/unit/test_judge_simulation.py).
+simulation tests check (tests/unit/consumer/test_judge_simulation.py).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class Holdout:
+class LabelledRows:
     """The true class of each holdout row (an index into `labels`) and its file, if any."""
 
     y: np.ndarray
@@ -119,7 +119,9 @@ def _weighted_auc(weights: np.ndarray, positive: np.ndarray, score: np.ndarray) 
         return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
-def metric_values(metric: str, weights: np.ndarray, holdout: Holdout, scores: Scores) -> np.ndarray:
+def metric_values(
+    metric: str, weights: np.ndarray, holdout: LabelledRows, scores: Scores
+) -> np.ndarray:
     """The metric for each row of `weights`; NaN where a resample cannot define it."""
     y = holdout.y
     total = weights.sum(axis=1)
@@ -151,12 +153,12 @@ def metric_values(metric: str, weights: np.ndarray, holdout: Holdout, scores: Sc
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def metric_value(metric: str, holdout: Holdout, scores: Scores) -> float:
+def metric_value(metric: str, holdout: LabelledRows, scores: Scores) -> float:
     """The metric on all holdout rows."""
     return float(metric_values(metric, np.ones((1, holdout.rows)), holdout, scores)[0])
 
 
-def resample_weights(holdout: Holdout, resamples: int, seed: int) -> Iterator[np.ndarray]:
+def resample_weights(holdout: LabelledRows, resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Blocks of (resamples, rows) draw counts: rows drawn with replacement, or whole files
     when the rows are grouped. Blocks bound memory; the same seed gives the same draws."""
     rng = np.random.default_rng(seed)
@@ -181,7 +183,7 @@ def _better(metric: str, a: np.ndarray | float, b: np.ndarray | float):
 
 def paired_interval(
     metric: str,
-    holdout: Holdout,
+    holdout: LabelledRows,
     a: Scores,
     b: Scores,
     *,
@@ -206,8 +208,8 @@ def paired_interval(
 
 def unpaired_interval(
     metric: str,
-    first: tuple[Holdout, Scores],
-    second: tuple[Holdout, Scores],
+    first: tuple[LabelledRows, Scores],
+    second: tuple[LabelledRows, Scores],
     *,
     confidence: float,
     resamples: int,
@@ -216,7 +218,7 @@ def unpaired_interval(
     """How much better a model does on one set of rows than on another (two independent
     bootstraps): e.g. on the holdout vs on one file's own rows."""
 
-    def draws(rows: Holdout, scores: Scores, offset: int) -> np.ndarray:
+    def draws(rows: LabelledRows, scores: Scores, offset: int) -> np.ndarray:
         weights = resample_weights(rows, resamples, seed + offset)
         return np.concatenate([metric_values(metric, w, rows, scores) for w in weights])
 
@@ -239,7 +241,13 @@ def _interval(metric: str, a: float, b: float, deltas: np.ndarray, confidence: f
 
 
 def value_interval(
-    metric: str, holdout: Holdout, scores: Scores, *, confidence: float, resamples: int, seed: int
+    metric: str,
+    holdout: LabelledRows,
+    scores: Scores,
+    *,
+    confidence: float,
+    resamples: int,
+    seed: int,
 ) -> tuple[float, float, float]:
     """One model's metric on all rows, and its bootstrap interval."""
     values = np.concatenate(

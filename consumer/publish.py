@@ -1,17 +1,18 @@
 """Publish a decided round: local model exports, the history files, events and the report.
 
-Nothing here decides anything; it shows what `consumer.retrain` committed.
+Nothing here decides anything; it shows what `consumer.commit` committed.
 """
 
 from __future__ import annotations
 
+import io
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from consumer.context import RetrainContext, now_iso
 from shared import events
-from shared.fs import atomic_write_json, read_json
+from shared.fs import atomic_copy, atomic_write_bytes, atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from consumer.decision import Decision
@@ -28,18 +29,16 @@ def model_export(ctx: RetrainContext, version: str | None = None) -> Path:
 
 def export_version(ctx: RetrainContext, pipeline: Any, version: str) -> None:
     """Every version's model, kept locally so a rollback or retraction needs no download."""
-    import joblib
+    import joblib  # a fifth of a second to import: loaded when a model is saved or read
 
-    path = model_export(ctx, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    joblib.dump(pipeline, tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    joblib.dump(pipeline, buffer)
+    atomic_write_bytes(model_export(ctx, version), buffer.getvalue())
 
 
 def load_version(ctx: RetrainContext, registry: Registry, version: str) -> Any:
     """A version's model: the local export, else from MLflow (then kept locally)."""
-    import joblib
+    import joblib  # see export_version
 
     path = model_export(ctx, version)
     if path.exists():
@@ -51,15 +50,10 @@ def load_version(ctx: RetrainContext, registry: Registry, version: str) -> Any:
 
 def promote_export(ctx: RetrainContext, registry: Registry, version: str) -> None:
     """models/champion.joblib + champion.json: the champion a person (or a server) loads."""
-    import shutil
-
     source = model_export(ctx, version)
     if not source.exists():  # a home from before local exports: fetch it from MLflow
         export_version(ctx, registry.load_model(version), version)
-    target = model_export(ctx)
-    tmp = target.with_name(".champion.joblib.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    atomic_copy(source, model_export(ctx))
     atomic_write_json(
         ctx.settings.dirs.models / "champion.json",
         {

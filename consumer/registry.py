@@ -1,16 +1,20 @@
 """The model registry behind a small interface: MLflow tracking + registry over HTTP.
 
-`mlflow` costs seconds to import, so it is imported inside the methods that need it.
+`mlflow` costs seconds to import (pandas a quarter second), so it is imported inside the
+methods that need it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from sklearn.pipeline import Pipeline
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"  # one-step rollback target
@@ -21,6 +25,7 @@ class Champion:
     version: str
     run_id: str
     metrics: dict[str, float]
+    tags: dict[str, str] = field(default_factory=dict)  # the version's (its `arrivals.*` decision)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,21 @@ class NewFile:
     sha256: str
     path: Path
     frame: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """Everything one registry run logs: the model, what it was fit on, how it scored."""
+
+    pipeline: Pipeline
+    x_example: pd.DataFrame
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    new_files: list[NewFile]
+    tags: dict[str, str]
+    artifacts: dict[str, Any]
+    figures: dict[str, Figure]
+    trusted_types: list[str]
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ class Registry(Protocol):
 
     def champion(self) -> Champion | None: ...
 
-    def log_and_register(self, **run: Any) -> Registered: ...
+    def log_and_register(self, run: ModelRun) -> Registered: ...
 
     def discard_versions_of(
         self, flow_run_ids: set[str], came_back: Callable[[str], bool]
@@ -57,9 +77,9 @@ class Registry(Protocol):
 
     def version_metrics(self, version: str) -> dict[str, float]: ...
 
-    def log_figure(self, run_id: str, figure: Any, name: str) -> None: ...
+    def log_figure(self, run_id: str, figure: Figure, name: str) -> None: ...
 
-    def load_model(self, version: str) -> Any: ...
+    def load_model(self, version: str) -> Pipeline: ...
 
 
 class MlflowRegistry:
@@ -85,50 +105,39 @@ class MlflowRegistry:
                 return None
             raise
         metrics = self.client.get_run(version.run_id).data.metrics
-        return Champion(version.version, version.run_id, dict(metrics))
+        # str(): a database store gives the number as an int, the HTTP API as text.
+        return Champion(str(version.version), version.run_id, dict(metrics), dict(version.tags))
 
-    def log_and_register(
-        self,
-        *,
-        pipeline: Any,
-        x_example: pd.DataFrame,
-        params: dict[str, Any],
-        metrics: dict[str, float],
-        new_files: list[NewFile],
-        tags: dict[str, str],
-        artifacts: dict[str, Any],
-        figures: dict[str, Any],
-        trusted_types: list[str],
-    ) -> Registered:
+    def log_and_register(self, run: ModelRun) -> Registered:
         """One MLflow run: params, metrics, dataset inputs, JSON artifacts, the model, a version."""
         mlflow = self._mlflow
         from mlflow.models import infer_signature
 
         mlflow.set_experiment(self.experiment)
-        with mlflow.start_run(run_name=tags.get("arrivals.run_name")) as run:
-            mlflow.set_tags(tags)
-            mlflow.log_params(params)
-            mlflow.log_metrics(metrics)
-            for new in new_files:
+        with mlflow.start_run(run_name=run.tags.get("arrivals.run_name")) as active:
+            mlflow.set_tags(run.tags)
+            mlflow.log_params(run.params)
+            mlflow.log_metrics(run.metrics)
+            for new in run.new_files:
                 dataset = mlflow.data.from_pandas(
                     new.frame, source=str(new.path), name=new.name, digest=new.sha256[:16]
                 )
                 mlflow.log_input(dataset, context="training")
-            for name, content in artifacts.items():
+            for name, content in run.artifacts.items():
                 mlflow.log_dict(content, name)
-            for name, figure in figures.items():
+            for name, figure in run.figures.items():
                 mlflow.log_figure(figure, name)
             info = mlflow.sklearn.log_model(
-                pipeline,
+                run.pipeline,
                 name="model",
-                signature=infer_signature(x_example, pipeline.predict(x_example)),
+                signature=infer_signature(run.x_example, run.pipeline.predict(run.x_example)),
                 registered_model_name=self.model_name,
-                skops_trusted_types=trusted_types,
+                skops_trusted_types=run.trusted_types,
                 # Named here, so MLflow skips inferring them (a `uv export`, ~2 s a run).
                 pip_requirements=mlflow.sklearn.get_default_pip_requirements(),
             )
         return Registered(
-            run.info.run_id, str(info.registered_model_version), run.info.experiment_id
+            active.info.run_id, str(info.registered_model_version), active.info.experiment_id
         )
 
     def discard_versions_of(
@@ -150,11 +159,12 @@ class MlflowRegistry:
             )
             for run in runs:
                 for version in self.client.search_model_versions(f"run_id = '{run.info.run_id}'"):
-                    full = self.client.get_model_version(self.model_name, version.version)
+                    number = str(version.version)  # an int from a database store
+                    full = self.client.get_model_version(self.model_name, number)
                     unfinished = "arrivals.decision" not in full.tags
-                    if not full.aliases and (unfinished or came_back(version.version)):
-                        self.client.delete_model_version(self.model_name, version.version)
-                        discarded.append(version.version)
+                    if not full.aliases and (unfinished or came_back(number)):
+                        self.client.delete_model_version(self.model_name, number)
+                        discarded.append(number)
         return discarded
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
@@ -171,8 +181,8 @@ class MlflowRegistry:
         run_id = self.client.get_model_version(self.model_name, version).run_id
         return dict(self.client.get_run(run_id).data.metrics)
 
-    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+    def log_figure(self, run_id: str, figure: Figure, name: str) -> None:
         self.client.log_figure(run_id, figure, name)
 
-    def load_model(self, version: str) -> Any:
+    def load_model(self, version: str) -> Pipeline:
         return self._mlflow.sklearn.load_model(f"models:/{self.model_name}/{version}")

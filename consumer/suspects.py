@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from consumer.judge import METRIC_NAMES, Holdout, Interval, Scores, paired_interval
+from consumer.judge import METRIC_NAMES, Interval, LabelledRows, Scores, paired_interval
 
 
 class CannotTrain(Exception):
@@ -62,7 +62,7 @@ def find_culprits(
     candidates: Sequence[str],
     scores_without: Callable[[frozenset[str]], Scores],
     scores_with: Scores,
-    holdout: Holdout,
+    holdout: LabelledRows,
     disagreement: Callable[[str], Disagreement | None],
     *,
     metric: str,

@@ -8,13 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from consumer.context import RetrainContext
 from consumer.decision import Decision, decide
+from consumer.fitting import Trained, files_in_window, fit, retrain_without
 from consumer.ingest import Accepted, load_accepted
 from consumer.judge import (
+    LOWER_IS_BETTER,
     METRIC_NAMES,
-    Holdout,
+    LabelledRows,
     Scores,
+    metric_value,
     paired_interval,
     prior_scores,
     unpaired_interval,
@@ -22,13 +27,12 @@ from consumer.judge import (
 )
 from consumer.publish import announce_suspects, load_version
 from consumer.suspects import Blame, CannotTrain, Disagreement, bracket, find_culprits
+from shared.ledger import FileState
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from consumer.registry import Champion, Registry
-    from consumer.retrain import Trained
 
 FRESH_MAX_ROWS = 50_000  # the newest rows the champion's fresh score reads
 
@@ -48,7 +52,7 @@ class Judged:
 class _Rows:
     x: pd.DataFrame
     labels: list[Any]
-    holdout: Holdout
+    holdout: LabelledRows
 
 
 def _evaluation_rows(trained: Trained, ctx: RetrainContext, *models: Any) -> _Rows:
@@ -56,8 +60,7 @@ def _evaluation_rows(trained: Trained, ctx: RetrainContext, *models: Any) -> _Ro
 
     The classes are every one the holdout, the challenger's training rows or any of `models`
     (a champion trained on a class the current data lacks) knows."""
-    import numpy as np
-
+    # scikit-learn (under consumer.training) costs a second to import: loaded when judging.
     from consumer.training import split_xy
 
     frame = trained.holdout.frame
@@ -67,19 +70,17 @@ def _evaluation_rows(trained: Trained, ctx: RetrainContext, *models: Any) -> _Ro
     groups = trained.holdout.groups
     if groups is not None:
         groups = np.asarray(groups)[frame.index.get_indexer(x.index)]
-    return _Rows(x, labels, Holdout(_indices(y, labels), [str(v) for v in labels], groups))
+    return _Rows(x, labels, LabelledRows(_indices(y, labels), [str(v) for v in labels], groups))
 
 
 def _indices(values: Any, labels: list) -> np.ndarray:
     """Each value's position in `labels` (values not in `labels` are left out)."""
-    import numpy as np
-
     index = {label: i for i, label in enumerate(labels)}
     return np.array([index[v] for v in list(values) if v in index], dtype=int)
 
 
 def _scores(model: Any, rows: _Rows) -> Scores:
-    from consumer.training import class_probabilities
+    from consumer.training import class_probabilities  # scikit-learn: see judge_round
 
     return Scores(class_probabilities(model, rows.x, rows.labels))
 
@@ -105,8 +106,8 @@ def judge_round(
     ctx: RetrainContext, trained: Trained, registry: Registry, *, round_no: int
 ) -> Judged:
     """Decide on the challenger; blame and hold out the new files that made it lose."""
+    # pandas and scikit-learn cost seconds to import: loaded when a round is judged.
     from consumer.holdout import load_holdout
-    from consumer.retrain import retrain_without
     from consumer.training import NotTrainable
 
     promotion = ctx.settings.promotion
@@ -178,7 +179,7 @@ def _suspect_reason(decision: Decision, blame: Blame, accepted: Accepted) -> str
 
 def _rescored(ctx: RetrainContext, trained: Trained, model: Any) -> dict[str, float] | None:
     """Every metric of the champion on the rows the challenger was scored on."""
-    from consumer.training import evaluate, split_xy
+    from consumer.training import evaluate, split_xy  # scikit-learn: see judge_round
 
     if model is None:
         return None
@@ -192,10 +193,7 @@ def _disagreement(
     """How much a new file disagrees with the rest, by the stronger of two checks:
     a model trained on it alone vs the prior baseline on the holdout, and the model trained
     without it on the file's own rows vs on the holdout."""
-    import numpy as np
-
-    from consumer.retrain import fit
-    from consumer.training import NotTrainable
+    from consumer.training import NotTrainable  # scikit-learn: see judge_round
 
     promotion = ctx.settings.promotion
     settings = {
@@ -245,16 +243,16 @@ def _disagreement(
 
 def _own_rows(
     ctx: RetrainContext, accepted: Accepted, labels: list
-) -> tuple[_Rows, Holdout] | None:
+) -> tuple[_Rows, LabelledRows] | None:
     """A new file's rows as an evaluation set (None: none has a label the model knows)."""
-    from consumer.training import split_xy
+    from consumer.training import split_xy  # scikit-learn: see judge_round
 
     x, y = split_xy(accepted.frame, ctx.settings.dataset)
     known = y.isin(labels).to_numpy()
     if not known.any():
         return None
     x, y = x[known], y[known]
-    rows = Holdout(_indices(y, labels), [str(v) for v in labels])
+    rows = LabelledRows(_indices(y, labels), [str(v) for v in labels])
     return _Rows(x, labels, rows), rows
 
 
@@ -264,16 +262,16 @@ def _fresh_evidence(
     """The champion scored on rows that arrived after it was trained: evidence no decision
     has used, next to its holdout score (a champion picked as the best of many noisy
     comparisons looks better on the holdout than it is)."""
+    # pandas and scikit-learn: see judge_round
     import pandas as pd
 
-    from consumer.retrain import files_in_window
     from consumer.training import evaluate, split_xy
 
     if champion is None or model is None:
         return {}, None
     later = [
         r
-        for r in ctx.ledger.files("trained")
+        for r in ctx.ledger.files(FileState.TRAINED)
         if r.model_version is not None and int(r.model_version) > int(champion.version)
     ]
     # Only the newest files that fit the cap are read: the cost stays flat as files pile up.
@@ -293,7 +291,7 @@ def _fresh_evidence(
     if metric not in scored:
         return prequential, None
     labels = sorted(set(y.tolist()) | set(model.classes_.tolist()))
-    holdout = Holdout(
+    holdout = LabelledRows(
         _indices(y, labels),
         [str(v) for v in labels],
         rows.loc[x.index, "_file"].to_numpy(),
@@ -324,8 +322,6 @@ def best_clean_version(
     Used when the champion was trained on a retracted file: it must move to a clean version
     whatever the comparison says. Ties go to the newest version (it saw the most clean data).
     """
-    from consumer.judge import LOWER_IS_BETTER, metric_value
-
     metric = ctx.settings.promotion.metric
     models = {v: load_version(ctx, registry, v) for v in versions if v != new}
     models[new] = trained.result.pipeline

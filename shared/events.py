@@ -145,6 +145,8 @@ class RunStates:
     """Asks the Prefect API whether a flow run has ended (so its claims can be released)."""
 
     TERMINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+    # Not over yet: waiting for a worker, running, or on its way to a terminal state.
+    ACTIVE = frozenset({"SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "PAUSED"})
 
     def __init__(self, api_url: str, *, timeout: float = 10.0) -> None:
         self._api = api_url.rstrip("/")

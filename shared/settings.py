@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationError, model_validator
+
+from shared.runtime_settings import (
+    ConsumerSettings,
+    Paths,
+    PathSettings,
+    ScaleSettings,
+    SensorSettings,
+    ServiceSettings,
+    StrictSection,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +31,7 @@ class SettingsError(ValueError):
     """params.yaml or the environment is invalid; the message names the key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ColumnSpec(_Strict):
+class ColumnSpec(StrictSection):
     type: Literal["float", "int", "category", "string"]
     min: float | None = None
     max: float | None = None
@@ -63,7 +61,7 @@ class ColumnSpec(_Strict):
         return self
 
 
-class LabelRule(_Strict):
+class LabelRule(StrictSection):
     name: str = "label"
     kind: Literal["ratio_above", "above", "column"]
     numerator: str | None = None
@@ -90,7 +88,7 @@ class LabelRule(_Strict):
         return [self.column]  # type: ignore[list-item]
 
 
-class Features(_Strict):
+class Features(StrictSection):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
 
@@ -99,7 +97,7 @@ class Features(_Strict):
         return [*self.numeric, *self.categorical]
 
 
-class DatasetSettings(_Strict):
+class DatasetSettings(StrictSection):
     name: str
     # The file the demo producer slices into batches (and the fixed holdout is cut from).
     # None: data only arrives; the holdout then comes from the arrivals (see holdout).
@@ -129,7 +127,7 @@ class DatasetSettings(_Strict):
         return self
 
 
-class HoldoutSettings(_Strict):
+class HoldoutSettings(StrictSection):
     """The evaluation rows: a pinned `file`, else cut from the source, else from arrivals."""
 
     fraction: Annotated[float, Field(gt=0, lt=1)] = 0.25  # of the source, or of each arrival
@@ -139,7 +137,7 @@ class HoldoutSettings(_Strict):
     min_rows: Annotated[int, Field(ge=1)] = 30
 
 
-class AutomationSettings(_Strict):
+class AutomationSettings(StrictSection):
     producer: bool = True  # the demo producer's cron deployment (needs dataset.source)
     cron_schedule: str = "*/2 * * * *"
     max_batches: Annotated[int, Field(ge=1)] = 8
@@ -153,14 +151,14 @@ class AutomationSettings(_Strict):
         return self
 
 
-class ModelSettings(_Strict):
+class ModelSettings(StrictSection):
     name: Annotated[str, Field(min_length=1)]
     kind: Literal["random_forest", "logistic_regression", "hist_gradient_boosting"]
     params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
     random_state: int = 42
 
 
-class TrainingSettings(_Strict):
+class TrainingSettings(StrictSection):
     """How much accepted data a retrain reads, so its cost stays bounded as data grows."""
 
     policy: Literal["all", "window", "sample"] = "all"  # window: newest rows; sample: seeded
@@ -175,7 +173,7 @@ Metric = Literal["roc_auc", "accuracy", "f1_macro", "log_loss"]
 METRIC_RANGES = {"roc_auc": (0.0, 1.0), "accuracy": (0.0, 1.0), "f1_macro": (0.0, 1.0)}
 
 
-class PromotionSettings(_Strict):
+class PromotionSettings(StrictSection):
     """Paired, statistical champion/challenger: see `consumer.decision.decide`."""
 
     metric: Metric = "roc_auc"
@@ -205,189 +203,7 @@ class PromotionSettings(_Strict):
         return self
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-AF_UNIX_PATH_MAX = 108  # bytes, the terminating NUL included (Linux)
-WILDCARD = ("0.0.0.0", "::", "")
-
-
-class ServiceSettings(_Strict):
-    # Exposing the services beyond this machine is an explicit choice, refused unless the
-    # Prefect API has an auth string (PREFECT_SERVER_API_AUTH_STRING, from the environment:
-    # a secret never goes in params.yaml) and MLflow is told which host names to accept.
-    expose: bool = False
-    allowed_hosts: list[str] = Field(default_factory=list)  # MLflow --allowed-hosts
-    host: str = "127.0.0.1"  # where the servers listen; anything else needs expose: true
-    prefect_port: Port = 4200
-    mlflow_port: Port = 5000
-    worker_query_seconds: Annotated[float, Field(gt=0)] = 1.0
-    # Flow runs start as forks of a process that has imported Prefect, pandas, scikit-learn
-    # and MLflow already (arrivals/warm_engine.py; on 2 cores a run reaches Running 1.2 s
-    # sooner and its decision 7 s sooner); false: every run is a cold `python -m prefect.engine`.
-    warm_start: bool = True
-    startup_timeout_seconds: Annotated[float, Field(gt=0)] = 120
-    work_pool: str = "arrivals"
-
-    @field_validator("host")
-    @classmethod
-    def _exposure_is_explicit(cls, host: str, info: ValidationInfo) -> str:
-        if host not in LOOPBACK and not info.data.get("expose"):
-            raise ValueError(
-                f"{host!r} is reachable from other machines: set services.expose: true "
-                "(with services.allowed_hosts and PREFECT_SERVER_API_AUTH_STRING) or use "
-                "127.0.0.1"
-            )
-        return host
-
-    @property
-    def client_host(self) -> str:
-        """The address local clients use (a wildcard bind is reached through loopback)."""
-        return "127.0.0.1" if self.host in WILDCARD else self.host
-
-
-class SensorSettings(_Strict):
-    settle_seconds: Annotated[float, Field(gt=0)] = 0.5
-    rescan_seconds: Annotated[float, Field(gt=0)] = 5
-    retry_seconds: Annotated[float, Field(gt=0)] = 2
-    heartbeat_seconds: Annotated[float, Field(gt=0)] = 30
-    open_grace_seconds: Annotated[float, Field(gt=0)] = 10
-    reannounce_after_seconds: Annotated[float, Field(gt=0)] = 10
-
-
-class ConsumerSettings(_Strict):
-    claim_ttl_seconds: Annotated[float, Field(gt=0)] = 300
-    max_rounds_per_run: Annotated[int, Field(ge=1)] = 20
-
-
-class ScaleSettings(_Strict):
-    """The scale profile: shared engines instead of the embedded SQLite default.
-
-    One PostgreSQL server holds three databases (Prefect, MLflow, the ledger); Redis carries
-    Prefect's messaging, cache, ordering, lease storage and docket. `up` creates the
-    databases when missing. API replicas listen on consecutive ports from prefect_port.
-    """
-
-    postgres_url: str = "postgresql://postgres@127.0.0.1:5432"
-    prefect_database: str = "arrivals_prefect"
-    mlflow_database: str = "arrivals_mlflow"
-    ledger_database: str = "arrivals_ledger"
-    redis_host: str = "127.0.0.1"
-    redis_port: Port = 6379
-    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
-    docket_redis_db: Annotated[int, Field(ge=0, le=15)] = 1
-    api_replicas: Annotated[int, Field(ge=1, le=8)] = 2
-    workers: Annotated[int, Field(ge=1, le=16)] = 2
-    artifacts: Path | None = None  # the shared MLflow artifact store; default <home>/mlflow
-
-    def database_url(self, database: str, driver: str) -> str:
-        base = self.postgres_url.rstrip("/").replace("postgresql://", f"postgresql+{driver}://", 1)
-        return f"{base}/{database}"
-
-
-class PathSettings(_Strict):
-    home: Path = Path(".arrivals")
-    # Any SQLAlchemy URL (e.g. postgresql+psycopg://host/db); default: SQLite in the home.
-    ledger_url: str | None = None
-
-
-class Paths(BaseModel):
-    """Every runtime location, all under one home folder."""
-
-    model_config = ConfigDict(frozen=True)
-    home: Path
-
-    @property
-    def data(self) -> Path:
-        return self.home / "data"
-
-    @property
-    def inbox(self) -> Path:
-        return self.data / "inbox"
-
-    @property
-    def archive(self) -> Path:
-        return self.data / "archive"
-
-    @property
-    def accepted(self) -> Path:
-        """Typed copies (Parquet) of accepted files: what a retrain reads."""
-        return self.data / "accepted"
-
-    @property
-    def quarantine(self) -> Path:
-        return self.data / "quarantine"
-
-    @property
-    def holdout(self) -> Path:
-        """The fixed holdout cut from the source (when there is a source and no holdout.file)."""
-        return self.data / "holdout.csv"
-
-    @property
-    def holdout_rows(self) -> Path:
-        """Each arrival's holdout rows (`<sha256>.parquet`) when the holdout comes from arrivals."""
-        return self.data / "holdout"
-
-    @property
-    def ledger(self) -> Path:
-        return self.home / "ledger.db"
-
-    @property
-    def engine_socket(self) -> Path:
-        return self.run / "engine.sock"
-
-    @property
-    def prefect_home(self) -> Path:
-        return self.home / "prefect"
-
-    @property
-    def mlflow(self) -> Path:
-        return self.home / "mlflow"
-
-    @property
-    def logs(self) -> Path:
-        return self.home / "logs"
-
-    @property
-    def run(self) -> Path:
-        return self.home / "run"
-
-    @property
-    def models(self) -> Path:
-        return self.home / "models"
-
-    @property
-    def metrics(self) -> Path:
-        return self.home / "metrics"
-
-    @property
-    def batch_state(self) -> Path:
-        return self.home / "batch_state.json"
-
-    @property
-    def producer_state(self) -> Path:
-        return self.home / "producer_state.json"
-
-    def ensure(self) -> None:
-        """Create the folders the services write into."""
-        for folder in (
-            self.inbox,
-            self.archive,
-            self.accepted,
-            self.holdout_rows,
-            self.quarantine,
-            self.prefect_home,
-            self.mlflow,
-            self.logs,
-            self.run,
-            self.models,
-            self.metrics,
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
-
-
-class Settings(_Strict):
+class Settings(StrictSection):
     dataset: DatasetSettings
     holdout: HoldoutSettings = HoldoutSettings()
     automation: AutomationSettings = AutomationSettings()
@@ -416,16 +232,6 @@ class Settings(_Strict):
         return self.profile == "scale"
 
     @property
-    def prefect_ports(self) -> list[int]:
-        """One port per Prefect API replica (one in the embedded profile)."""
-        replicas = self.scale.api_replicas if self.scaled else 1
-        return [self.services.prefect_port + i for i in range(replicas)]
-
-    def prefect_api_url_of(self, replica: int) -> str:
-        port = self.prefect_ports[replica % len(self.prefect_ports)]
-        return f"http://{self.services.client_host}:{port}/api"
-
-    @property
     def mlflow_backend_uri(self) -> str:
         if self.scaled:
             return self.scale.database_url(self.scale.mlflow_database, "psycopg")
@@ -446,22 +252,13 @@ class Settings(_Strict):
         return Paths(home=self.paths.home)
 
     @property
-    def warm_engine_socket(self) -> Path | None:
-        """Where flow runs start warm (`arrivals.warm_engine`), or None: they start cold.
-
-        Also None when the home is so deep that the socket path would not fit AF_UNIX's
-        108 bytes: warm start only ever saves time, it is never worth a failed start."""
-        path = self.dirs.engine_socket
-        fits = len(os.fsencode(path)) < AF_UNIX_PATH_MAX
-        return path if self.services.warm_start and fits else None
-
-    @property
     def prefect_api_url(self) -> str:
-        return f"http://{self.services.client_host}:{self.services.prefect_port}/api"
+        """The first Prefect API server's (the sensor's events and the retrain's go there)."""
+        return self.services.prefect_api_url()
 
     @property
     def prefect_ui_url(self) -> str:
-        return f"http://{self.services.client_host}:{self.services.prefect_port}"
+        return self.prefect_api_url.removesuffix("/api")
 
     @property
     def mlflow_url(self) -> str:
@@ -474,61 +271,6 @@ class Settings(_Strict):
         if self.scaled:
             return self.scale.database_url(self.scale.ledger_database, "psycopg")
         return f"sqlite:///{self.dirs.ledger}"
-
-    def prefect_env(self) -> dict[str, str]:
-        """Environment every process needs to talk to this instance's Prefect, never ~/.prefect."""
-        env = {
-            "PREFECT_HOME": str(self.dirs.prefect_home),
-            "PREFECT_API_URL": self.prefect_api_url,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-            # A database error that makes a client retry (a 503, seconds lost) goes to
-            # prefect.log with its traceback instead of being filtered out. On SQLite
-            # arrivals/prefect_server.py prevents the usual one.
-            "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
-            "PREFECT_WORKER_QUERY_SECONDS": str(self.services.worker_query_seconds),
-            "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(self.services.worker_query_seconds))),
-        }
-        auth = os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
-        if auth:
-            env["PREFECT_API_AUTH_STRING"] = auth  # what clients send to an authed server
-        if self.scaled:
-            scale = self.scale
-            env.update(
-                {
-                    "PREFECT_SERVER_DATABASE_CONNECTION_URL": scale.database_url(
-                        scale.prefect_database, "asyncpg"
-                    ),
-                    # Migrations run once, before the replicas start (they would race).
-                    "PREFECT_SERVER_DATABASE_MIGRATE_ON_START": "false",
-                    "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
-                    "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
-                    "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
-                    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
-                    "PREFECT_REDIS_MESSAGING_HOST": scale.redis_host,
-                    "PREFECT_REDIS_MESSAGING_PORT": str(scale.redis_port),
-                    "PREFECT_REDIS_MESSAGING_DB": str(scale.redis_db),
-                    "PREFECT_SERVER_DOCKET_URL": (
-                        f"redis://{scale.redis_host}:{scale.redis_port}/{scale.docket_redis_db}"
-                    ),
-                }
-            )
-        return env
-
-    def child_env(self) -> dict[str, str]:
-        """The full environment for a child process: ours + Prefect's + this config and home."""
-        env = dict(os.environ)
-        env.update(self.prefect_env())
-        env["ARRIVALS_HOME"] = str(self.home)
-        env["ARRIVALS_CONFIG"] = str(self.config_file)
-        env["ARRIVALS_PREFECT_PORT"] = str(self.services.prefect_port)
-        env["ARRIVALS_MLFLOW_PORT"] = str(self.services.mlflow_port)
-        env["ARRIVALS_PROFILE"] = self.profile
-        env["MLFLOW_TRACKING_URI"] = self.mlflow_url
-        # The machine is offline and users did not opt in: no telemetry from any service.
-        env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-        env["DO_NOT_TRACK"] = "true"
-        return env
 
 
 def _format_error(error: ValidationError, config_file: Path) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from arrivals.harness import RunningStack, wait_for
 from shared.dataset import compute_label, training_pool
 from shared.events import CHAMPION_PROMOTED, FILE_SUSPECT
-from tests.contract import DECISION_TAGS
-from tests.e2e.conftest import RunningStack, wait_for
+from tests.support.contract import DECISION_TAGS
 
 pytestmark = pytest.mark.e2e
 

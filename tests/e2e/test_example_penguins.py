@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from arrivals.harness import RunningStack
 from shared.events import FILE_REJECTED, file_resource_id
 from shared.settings import PROJECT_ROOT
-from tests.e2e.conftest import RunningStack
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arrivals.harness import RunningStack, wait_for
 from shared.dataset import training_pool
 from shared.events import FILE_ARRIVED, FILE_DUPLICATE, FILE_REJECTED, file_resource_id
 from shared.fs import sha256_file
-from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -289,38 +289,74 @@ def test_temp_names_are_ignored_and_tools_all_work(stack: RunningStack, rows, tm
     stack.assert_counts_match_ledger()
 
 
-def test_event_pointing_outside_the_data_folder_is_not_read(stack: RunningStack, tmp_path):
+def _ledger_rows(stack: RunningStack) -> dict[str, tuple]:
+    """Every file's state, version, claimer and place: what a run could change."""
+    ledger = stack.ledger()
+    try:
+        return {
+            r.sha256: (r.state, r.model_version, r.claimed_by, r.stored_path)
+            for r in ledger.files()
+        }
+    finally:
+        ledger.close()
+
+
+def test_a_forged_arrival_event_trains_claims_and_reads_nothing(
+    stack: RunningStack, rows, tmp_path
+):
+    """What a forged `inbox.file.arrived` guarantees: the run it starts completes and changes
+    nothing the ledger did not announce. The event's sha256 only names the trigger; a run
+    trains what the ledger announced. Here the forged event names a file already trained (a
+    flow trusting it would train or claim that file again: a new version, a changed row) and a
+    path outside the data folder (a flow reading it would move or record that file)."""
+    target = write_slice(rows, tmp_path, "forged_target.csv")
+    cp(target, stack)
+    trained = stack.wait_terminal("forged_target.csv")
+    assert trained.state == "trained" and trained.model_version is not None
     outside = tmp_path / "secret.csv"
     outside.write_text(HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n")
-    sha = sha256_file(outside)
-    event = {
-        "id": "8d7c5c1e-8c57-4b5b-9d3c-2f1f7f0e9a01",
-        "occurred": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "event": FILE_ARRIVED,
-        "resource": {"prefect.resource.id": file_resource_id(sha), "prefect.resource.name": "x"},
-        "payload": {"name": "secret.csv", "path": str(outside), "size": 1, "sha256": sha},
-        "related": [],
-    }
+    outside_sha = sha256_file(outside)
     # Let earlier work finish, so the forged event's run really runs (not cancelled as a
     # second retrain in flight, nor ignored inside the automation's coalescing window).
     wait_for(lambda: not stack.active_runs("retrain/retrain-on-arrival"), 120, "retrains to end")
+    rows_before = _ledger_rows(stack)
+    versions_before = sorted(v["version"] for v in stack.model_versions())
+    event = {
+        "event": FILE_ARRIVED,
+        "resource": {
+            "prefect.resource.id": file_resource_id(trained.sha256),
+            "prefect.resource.name": "secret.csv",
+        },
+        "payload": {
+            "name": "secret.csv",
+            "path": str(outside),
+            "size": outside.stat().st_size,
+            "sha256": trained.sha256,
+        },
+        "related": [],
+    }
+    sent: set[str] = set()  # the forged events' ids: the runs they start carry them
 
     def forged_run_completed() -> bool:
         runs = stack.flow_runs("retrain/retrain-on-arrival")
-        mine = [r for r in runs if r["parameters"].get("sha256") == sha]
+        mine = [r for r in runs if r["parameters"].get("event_id") in sent]
+        failed = [r for r in mine if r["state_type"] in ("FAILED", "CRASHED")]
+        assert not failed, f"the forged event's run failed: {failed[0]['state_name']}"
         if not mine:
-            # (Again, if need be: a new event, same content, occurring now.)
+            # (Again, if need be: a new event occurring now, outside the coalescing window.)
             event["id"] = str(uuid.uuid4())
             event["occurred"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            sent.add(event["id"])
             httpx.post(f"{stack.settings.prefect_api_url}/events", json=[event])
         return any(r["state_type"] == "COMPLETED" for r in mine)
 
     wait_for(forged_run_completed, 120, "a retrain run for the forged event to complete", every=3)
-    assert outside.exists()
-    assert sha256_file(outside) == sha
+    assert _ledger_rows(stack) == rows_before  # nothing claimed, trained or rejected
+    assert sorted(v["version"] for v in stack.model_versions()) == versions_before
+    assert outside.read_text() == HEADER + "16.99,1.01,Female,No,Sun,Dinner,2\n"
     ledger = stack.ledger()
     try:
-        assert ledger.get(sha) is None
+        assert ledger.get(outside_sha) is None
     finally:
         ledger.close()
     assert not (stack.settings.dirs.archive / "secret.csv").exists()

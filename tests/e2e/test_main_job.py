@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from arrivals.harness import RunningStack, wait_for
 from shared.dataset import training_pool
 from shared.events import file_resource_id
 from shared.fs import sha256_file
-from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]

@@ -1,18 +1,27 @@
-"""The UIs, in a real browser: the Prefect Event Feed shows a hand-dropped file's arrival.
+"""The UIs, in a real browser, after a person copied a CSV into the inbox: the Prefect UI
+shows its arrival, the retrain deployment and the flow run that trained it; the MLflow UI
+shows the registered model, the version trained on it and that version's champion alias.
 
 Headless Chromium (Debian package `chromium`, installed by `.ci/run`) is driven over the
 DevTools protocol: it waits in real time until a page shows what the test expects (with
 `--virtual-time-budget` the Prefect UI rendered "No events found" on a fresh server), and
 takes the screenshots of the Prefect event feed and the MLflow model page that the README
-shows (docs/images/). Every browser process is stopped, and killed if it does not stop.
+shows. They are written under the test's tmp_path; the tracked copies in docs/images/ are
+never touched, unless `ARRIVALS_UPDATE_SCREENSHOTS=1` is set to refresh them:
+
+    ARRIVALS_UPDATE_SCREENSHOTS=1 .venv/bin/pytest -m e2e tests/e2e/test_ui.py
+
+Every browser process is stopped, and killed if it does not stop.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,12 +34,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from arrivals.harness import RunningStack, wait_for
 from shared.events import CHAMPION_PROMOTED, FILE_ARRIVED, VERSION_REGISTERED
-from tests.e2e.conftest import RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
-IMAGES = PROJECT / "docs" / "images"
+IMAGES = PROJECT / "docs" / "images"  # the README's screenshots, tracked
+UPDATE_SCREENSHOTS = os.environ.get("ARRIVALS_UPDATE_SCREENSHOTS") == "1"
 # The producer's clock never ticks during this module: only the hand-dropped file arrives.
 PARAMS_OVERRIDES = {"automation": {"cron_schedule": "0 0 1 1 *"}}
 CHROMIUM = shutil.which("chromium")
@@ -95,7 +105,9 @@ class Page:
         return result.get("result", {}).get("value")
 
     def text(self) -> str:
-        return self.evaluate("document.body ? document.body.innerText : ''") or ""
+        """The page's visible text, no-break spaces as plain ones (MLflow's `@ champion`)."""
+        text = self.evaluate("document.body ? document.body.innerText : ''") or ""
+        return text.replace("\N{NO-BREAK SPACE}", " ")
 
     def open(self, url: str, *, showing: list[str], timeout: float = 45) -> str:
         """Load `url` and wait until the page's text contains every string in `showing`."""
@@ -110,6 +122,13 @@ class Page:
             )
             time.sleep(0.5)
 
+    def rows(self) -> list[str]:
+        """The text of every table row on the page, whitespace collapsed."""
+        return self.evaluate(
+            "Array.from(document.querySelectorAll('tr, [role=row]'))"
+            ".map(row => row.innerText.replace(/\\s+/g, ' ').trim())"
+        )
+
     def screenshot(self, target: Path) -> Path:
         """A WINDOW-sized PNG of the page, made small enough to commit (256 colours)."""
         from PIL import Image  # matplotlib's dependency: in the environment already
@@ -121,6 +140,9 @@ class Page:
             assert image.size == WINDOW
             image.convert("RGB").quantize(colors=256).save(target, optimize=True)
         raw.unlink()
+        with Image.open(target) as image:
+            colours = image.getcolors(maxcolors=256) or []
+        assert len(colours) > 16, f"{target.name}: {len(colours)} colours, a blank page?"
         return target
 
     def close(self) -> None:
@@ -193,6 +215,26 @@ def trained_file(stack: RunningStack, tmp_path_factory: pytest.TempPathFactory):
     return record
 
 
+def publish(shot: Path) -> None:
+    """Refresh the README's copy of a screenshot, only when asked to (see the docstring)."""
+    if UPDATE_SCREENSHOTS:
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, IMAGES / shot.name)
+
+
+def _digests() -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in IMAGES.glob("*.png")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracked_screenshots_unchanged() -> Iterator[None]:
+    """The module leaves docs/images/ as it found it, unless it was asked to refresh it."""
+    before = _digests()
+    yield
+    if not UPDATE_SCREENSHOTS:
+        assert _digests() == before, "a test rewrote the tracked screenshots in docs/images/"
+
+
 def test_the_sensor_silent_automation_is_applied(stack: RunningStack):
     automations = stack.prefect("POST", "/automations/filter", json={}).json()
     silent = [a for a in automations if a["name"] == "sensor-silent"]
@@ -221,28 +263,76 @@ def test_event_feed_page_shows_the_hand_dropped_arrival(
     assert "No events found" not in text
 
 
-def test_screenshot_of_the_prefect_event_feed(stack: RunningStack, trained_file, tmp_path: Path):
+def test_prefect_ui_shows_the_retrain_deployment_and_its_run(
+    stack: RunningStack, trained_file, tmp_path: Path
+):
+    """The Deployments page lists the retrain deployment under its flow; the page of the run
+    that claimed the file names its flow, deployment and final state, and its logs say which
+    version it registered and promoted."""
+    run = wait_for(
+        lambda: _completed(stack, trained_file.claimed_by), 60, "the retrain run to complete"
+    )
+    version = trained_file.model_version
+    model = stack.settings.model.name
     with browser(tmp_path) as page:
-        page.open(
-            event_feed_url(stack, STORY, order="ASC"),
-            showing=[DROPPED, "Model Version Registered", "Model Champion Promoted"],
+        page.open(f"{stack.settings.prefect_ui_url}/v2/deployments", showing=["retrain-on-arrival"])
+        rows = [row for row in page.rows() if "retrain-on-arrival" in row]
+        assert len(rows) == 1, page.rows()
+        assert rows[0].startswith("retrain-on-arrival retrain "), rows[0]
+        text = page.open(
+            f"{stack.settings.prefect_ui_url}/v2/runs/flow-run/{run['id']}",
+            showing=[run["name"], "Completed", f"Registered {model} v{version}"],
+        )
+    header = text[: text.index("Details")]  # the run's name, state, flow and deployment
+    assert "Completed" in header and "retrain" in header, header
+    assert "Deployment\nretrain-on-arrival" in header, header
+    assert f"champion is now v{version}" in text
+
+
+def _completed(stack: RunningStack, run_id: str) -> dict | None:
+    run = stack.prefect("GET", f"/flow_runs/{run_id}").json()
+    return run if run["state_type"] == "COMPLETED" else None
+
+
+def test_screenshot_of_the_prefect_event_feed(stack: RunningStack, trained_file, tmp_path: Path):
+    """The file's story in order: it arrived, a version trained on it (linked to the run that
+    trained it), that version became champion."""
+    run = stack.prefect("GET", f"/flow_runs/{trained_file.claimed_by}").json()
+    version = f"{stack.settings.model.name} v{trained_file.model_version}"
+    story = ["Inbox File Arrived", "Model Version Registered", "Model Champion Promoted"]
+    with browser(tmp_path) as page:
+        text = page.open(
+            event_feed_url(stack, STORY, order="ASC"), showing=[DROPPED, version, *story]
         )
         time.sleep(1.0)  # the histogram animates in
-        target = page.screenshot(IMAGES / "prefect-event-feed.png")
-    assert target.stat().st_size > 20_000  # a rendered page, not a blank one
+        shot = page.screenshot(tmp_path / "prefect-event-feed.png")
+    positions = [text.index(title) for title in story]
+    assert positions == sorted(positions), text
+    registered = text[positions[1] : positions[2]]
+    for shown in (version, run["name"], DROPPED):  # the version, its run, its file
+        assert shown in registered, f"{shown!r} not in the registered event: {registered!r}"
+    publish(shot)
 
 
 def test_screenshot_of_the_mlflow_model_page(stack: RunningStack, trained_file, tmp_path: Path):
+    """The registered model lists the version trained on the file, with the champion alias
+    on that version's row, and the tag naming the file."""
     name = stack.settings.model.name
+    version = f"Version {trained_file.model_version}"
     url = f"{stack.settings.mlflow_url}/#/models/{urllib.parse.quote(name)}"
     with browser(tmp_path) as page:
-        text = page.open(url, showing=[name, f"Version {trained_file.model_version}", "champion"])
-        assert DROPPED[:12] in text  # the arrivals.files_new tag names the file
+        text = page.open(url, showing=[name, version, "@ champion"])
+        rows = [row for row in page.rows() if row.startswith(version + " ")]
+        assert len(rows) == 1, page.rows()
+        assert "@ champion" in rows[0]
+        assert f"arrivals.files_new : {DROPPED}" in rows[0]  # the tag names the file
+        assert f"arrivals.flow_run_id : {trained_file.claimed_by}" in rows[0]
+        assert "Registered Models" in text
         # MLflow opens its assistant panel on a first visit; close it as a person would.
         page.evaluate(
             "document.querySelector("
             "'[data-component-id=\"mlflow.assistant.chat_panel.close\"]')?.click()"
         )
         time.sleep(1.0)
-        target = page.screenshot(IMAGES / "mlflow-model.png")
-    assert target.stat().st_size > 20_000
+        shot = page.screenshot(tmp_path / "mlflow-model.png")
+    publish(shot)

@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from arrivals.harness import RunningStack
 from arrivals.scale import drop_databases
-from tests.e2e.conftest import stack  # noqa: F401 - the shared stack fixture
+from tests.support.scale import POSTGRES
+from tests.support.stack import stack_for
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
-
-def scale_overrides() -> dict:
-    """PARAMS_OVERRIDES for a scale-profile test module: unique databases, own Redis DBs."""
-    tag = uuid.uuid4().hex[:8]
-    redis_db = 2 + int(tag, 16) % 7 * 2  # an even number 2..14; docket uses the next one
-    return {
-        "profile": "scale",
-        "automation": {"cron_schedule": "0 0 1 1 *"},
-        "sensor": {"rescan_seconds": 2, "reannounce_after_seconds": 20},
-        "scale": {
-            "postgres_url": POSTGRES,
-            "prefect_database": f"arrivals_test_{tag}_prefect",
-            "mlflow_database": f"arrivals_test_{tag}_mlflow",
-            "ledger_database": f"arrivals_test_{tag}_ledger",
-            "redis_db": redis_db,
-            "docket_redis_db": redis_db + 1,
-            "api_replicas": 2,
-            "workers": 2,
-        },
-    }
+@pytest.fixture(scope="module")
+def stack(request, tmp_path_factory) -> Iterator[RunningStack]:
+    """The e2e stack (tests/support/stack.py) for one scale-profile test module."""
+    with stack_for(request.module, tmp_path_factory) as running:
+        yield running
 
 
 def _reachable(port: int) -> bool:

@@ -15,9 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from arrivals.environment import prefect_env
+from arrivals.harness import RunningStack, wait_for
 from shared.dataset import training_pool
-from tests.e2e.conftest import RunningStack, wait_for
-from tests.scale.conftest import POSTGRES, scale_overrides
+from tests.support.scale import POSTGRES, scale_overrides
 
 pytestmark = pytest.mark.scale
 PARAMS_OVERRIDES = scale_overrides()
@@ -43,10 +44,16 @@ def test_every_engine_is_postgresql_or_redis(stack: RunningStack):
         deployments = conn.execute("SELECT count(*) FROM deployment").fetchone()[0]
     sys.stderr.write(f"\nPrefect, MLflow and the ledger on PostgreSQL {version}\n")
     assert deployments == 2
+    # MLflow's schema is in its PostgreSQL database (migrated to one revision), and it holds
+    # no model yet: this is the module's first test and the producer's clock never ticks here.
     with psycopg.connect(f"{POSTGRES}/{scale['mlflow_database']}") as conn:
-        assert conn.execute("SELECT count(*) FROM registered_models").fetchone()[0] >= 0
+        assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM registered_models").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM model_versions").fetchone()[0] == 0
     assert stack.settings.ledger_url.startswith("postgresql+psycopg://")
-    env = stack.settings.prefect_env()
+    assert stack.settings.ledger_url.endswith(f"/{scale['ledger_database']}")
+    assert stack.status()["files"]["trained"] == 0
+    env = prefect_env(stack.settings)
     assert env["PREFECT_MESSAGING_BROKER"] == "prefect_redis.messaging"
 
 
@@ -61,6 +68,18 @@ def test_hand_drop_on_postgresql_becomes_champion(stack: RunningStack, tmp_path:
         "/registered-models/alias", name=stack.settings.model.name, alias="champion"
     ).json()["model_version"]
     assert champion["version"] == record.model_version
+    # What MLflow's API answers is what its PostgreSQL database holds.
+    name = stack.settings.model.name
+    with psycopg.connect(f"{POSTGRES}/{PARAMS_OVERRIDES['scale']['mlflow_database']}") as conn:
+        models = conn.execute("SELECT name FROM registered_models").fetchall()
+        versions = conn.execute("SELECT version FROM model_versions WHERE name = %s", (name,))
+        aliased = conn.execute(
+            "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = %s",
+            (name, "champion"),
+        ).fetchall()
+        assert int(record.model_version) in {row[0] for row in versions.fetchall()}
+    assert models == [(name,)]
+    assert aliased == [(int(record.model_version),)]
     stack.assert_counts_match_ledger()
 
 
@@ -79,6 +98,7 @@ def test_burst_is_shared_by_two_workers_exactly_once(stack: RunningStack, tmp_pa
     the next wave so the other must take over: runs move between workers, and still no file
     is lost or doubled."""
     pool = training_pool(stack.settings.dataset, stack.settings.holdout)
+    files_before = stack.status()["files"]
     started = time.monotonic()
     records, all_names = [], []
     for wave in (1, 2, 3):
@@ -102,7 +122,11 @@ def test_burst_is_shared_by_two_workers_exactly_once(stack: RunningStack, tmp_pa
         f"\n60 files in 3 waves drained in {drained:.1f} s by {len(runs)} run(s) on {sorted(ran)}\n"
     )
     assert ran == {"worker", "worker-2"}
+    assert len(records) == len(set(all_names)) == 60
     assert all(r.state == "trained" for r in records)  # 0 lost
+    files_after = stack.status()["files"]
+    assert files_after["trained"] - files_before["trained"] == 60
+    assert files_after["pending"] == 0
     # 0 duplicated: every file is new in exactly one version (the versions' own history).
     first_versions: dict[str, list[str]] = {}
     for path in stack.settings.dirs.metrics.glob("version-*.json"):

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
+from shared.settings import DEFAULT_CONFIG, Settings, load_settings
+from tests.support.data import SOURCE_CSV
+from tests.support.fakes import FakeClock
 
-SOURCE_CSV = PROJECT_ROOT / "data" / "source" / "tips.csv"
 ARRIVALS_ENV = ("ARRIVALS_HOME", "ARRIVALS_CONFIG", "ARRIVALS_PREFECT_PORT", "ARRIVALS_MLFLOW_PORT")
 
 
@@ -32,20 +33,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("ARRIVALS_HOME", str(home))
     return home
-
-
-class FakeClock:
-    """A callable clock that only moves when told to."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
 
 
 @pytest.fixture

@@ -1,0 +1,7 @@
+"""`python -m bench`: run the benchmark (`--help` lists the parts and options)."""
+
+import sys
+
+from bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The bench's parts: each measures one thing and renders its own tables."""
