@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from functools import partial
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from arrivals.ledger_commands import (
@@ -18,27 +19,60 @@ from arrivals.ledger_commands import (
     cmd_release,
     cmd_retract,
     cmd_retrain,
+    drop_refusal,
     use_prefect_of,
 )
 from shared.logs import setup_logging
 from shared.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("arrivals")
+# `status --check` fails once a file has waited this long. A retrain takes seconds and a stuck
+# file is announced again within `sensor.reannounce_after_seconds`; a dead run's claim expires
+# after `consumer.claim_ttl_seconds` (300 s): a healthy stack stays well inside ten minutes.
+MAX_WAIT_SECONDS = 600
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    """`up` holding the home's lock: until Ctrl-C in the foreground, until healthy detached."""
+    from arrivals.home_lock import HomeBusy, hold_home
+
+    try:
+        with hold_home(settings.dirs.run):
+            return _up(settings, args)
+    except HomeBusy as error:
+        log.error("%s", error)
+        return 1
+
+
+def _up(settings: Settings, args: argparse.Namespace) -> int:
+    from arrivals.remote import remote_line
+    from arrivals.roles import RoleError, parse_roles
     from arrivals.stack import Stack, StackError
     from arrivals.topology import apply_all
+    from consumer.estimators import check_model
 
+    try:
+        # This host's share (docs/scaling.md); callers that predate --only pass no such field.
+        selected = parse_roles(getattr(args, "only", None), settings)
+    except RoleError as error:
+        log.error("%s", error)
+        return 2
+    try:
+        check_model(settings)  # scikit-learn's own checks, before any service starts
+    except SettingsError as error:
+        log.error("%s", error)
+        return 2
     use_prefect_of(settings)
-    stack = Stack(settings)
+    stack = Stack(settings, selected)
     started = time.monotonic()
     try:
-        stack.up(apply_all)
+        statuses = stack.up(apply_all)
     except StackError as error:
         log.error("%s", error)
         return 1
     log.info("All services healthy in %.1f s", time.monotonic() - started)
+    if elsewhere := remote_line(statuses.values()):
+        log.info("Elsewhere:  %s", elsewhere)
     log.info("Prefect UI: %s", settings.prefect_ui_url)
     log.info("MLflow UI:  %s", settings.mlflow_url)
     log.info("Inbox:      %s  (drop CSVs here)", settings.dirs.inbox)
@@ -117,7 +151,7 @@ def _write_events(settings: Settings, events: list[dict]) -> None:
 
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     """The project's events from Prefect, one line each; --follow keeps printing new ones."""
-    from arrivals.events_feed import EventFeed, FeedUnavailable, event_names
+    from arrivals.events_feed import EventFeed, FeedUnauthorized, FeedUnavailable, event_names
 
     feed = EventFeed(
         settings.prefect_api_url, event_names(heartbeats=args.heartbeats, runs=args.runs)
@@ -134,6 +168,9 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     try:
         try:
             write(feed.recent(args.limit))
+        except FeedUnauthorized as error:
+            log.error("%s", error)
+            return 1
         except FeedUnavailable as error:
             log.error("%s (is the stack up? `arrivals up --detach`)", error)
             return 1
@@ -161,9 +198,18 @@ def cmd_down(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from arrivals.status import collect_status, render_status
+    """The snapshot; with --check, one line and exit 1 unless all is well."""
+    from arrivals.status import check_status, collect_status, render_status
 
     status = collect_status(settings, recent=args.recent)
+    if args.check:
+        healthy, line = check_status(status, args.max_wait)
+        if args.json:
+            status["check"] = {"healthy": healthy, "message": line}
+            sys.stdout.write(json.dumps(status, indent=2) + "\n")
+        else:
+            sys.stdout.write(line + "\n")
+        return 0 if healthy else 1
     if args.json:
         sys.stdout.write(json.dumps(status, indent=2) + "\n")
     else:
@@ -187,6 +233,10 @@ def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
     if not source.is_file():
         log.error("%s is not a file", source)
         return 2
+    refused = drop_refusal(source.name)
+    if refused is not None:
+        log.error("%s", refused)
+        return 2
     from shared.fs import atomic_copy
 
     target = settings.dirs.inbox / source.name
@@ -201,14 +251,18 @@ def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
 
 def _run_producer(settings: Settings, batch: int) -> int:
     """Run the producer deployment for one batch now, and wait for it."""
+    from arrivals.reach import PREFECT, WORKER, prefect_calls, require
+
+    require(settings, PREFECT, WORKER)
     use_prefect_of(settings)
     from prefect.deployments import run_deployment
 
     from arrivals.topology import PRODUCER_DEPLOYMENT
 
-    run = run_deployment(
-        PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]
-    )
+    with prefect_calls(settings):
+        run = run_deployment(
+            PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]
+        )
     state = run.state
     log.info("Producer run %s for batch %d: %s", run.name, batch, state.name if state else "?")
     return 0 if state is not None and state.is_completed() else 1
@@ -221,12 +275,41 @@ def _count(text: str) -> int:
     return value
 
 
+# What every command returns; tests/unit/arrivals/test_cli_exit_codes.py holds them to it.
+EXIT_CODES = """exit codes:
+  0  done (`status --check`: every service healthy, no file waiting too long)
+  1  a check failed (`status --check`), or the command failed while running: the stack did
+     not start, a service did not answer, a run did not complete
+  2  usage or configuration error, or the request does not apply (no such file or version,
+     a file in a state that refuses it, the producer is off); nothing was changed"""
+
+
+def package_version() -> str:
+    """The installed `arrivals` distribution's version."""
+    try:
+        return version("arrivals")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arrivals", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="arrivals",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's lines
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     parser.add_argument("--config", help="params.yaml to use (default: ARRIVALS_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start every service; --detach returns once healthy")
     up.add_argument("--detach", action="store_true")
+    up.add_argument(
+        "--only",
+        metavar="ROLE[,ROLE]",
+        help="start only these roles here: prefect, mlflow, engine, worker, sensor; scale "
+        "profile also replicas, services (docs/scaling.md: the others run on other hosts)",
+    )
     up.set_defaults(handler=cmd_up)
     sub.add_parser("down", help="stop every service this home started").set_defaults(
         handler=cmd_down
@@ -235,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument(
         "-n", "--recent", type=_count, default=10, help="arrivals to list (default 10)"
+    )
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="print one line; exit 1 if a service is down or a file waited over --max-wait",
+    )
+    status.add_argument(
+        "--max-wait",
+        type=_count,
+        default=MAX_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"--check: how long a file may wait pending (default {MAX_WAIT_SECONDS} s)",
     )
     status.set_defaults(handler=cmd_status)
     events = sub.add_parser("events", help="the project's events from Prefect, one line each")
@@ -284,7 +379,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         log.error("%s", error)
         return 2
-    return args.handler(settings, args)
+    from arrivals.reach import ServiceUnreachable
+    from shared.ledger_schema import LedgerSchemaError
+
+    try:
+        return args.handler(settings, args)
+    except (ServiceUnreachable, LedgerSchemaError) as error:  # one line: what to start or run
+        log.error("%s", error)
+        return 1
 
 
 if __name__ == "__main__":

@@ -41,6 +41,19 @@ def warm_engine_socket(settings: Settings) -> Path | None:
     return path if settings.services.warm_start and socket_path_fits(path) else None
 
 
+def mlflow_allowed_hosts(settings: Settings) -> list[str]:
+    """MLflow's `--allowed-hosts`: the configured names, and how this machine's clients reach it.
+
+    Given any list, MLflow stops allowing loopback by default; the worker, the retrain and
+    `arrivals status` still reach it at `client_host` (or 127.0.0.1), so those stay allowed."""
+    port = settings.services.mlflow_port
+    hosts = list(settings.services.allowed_hosts)
+    for host in (settings.services.client_host, "127.0.0.1", "localhost"):
+        if f"{host}:{port}" not in hosts:
+            hosts.append(f"{host}:{port}")
+    return hosts
+
+
 def prefect_env(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment every process needs to talk to this instance's Prefect, never ~/.prefect.
 

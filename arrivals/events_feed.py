@@ -9,6 +9,7 @@ seen and drops the ids it has already returned.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
@@ -201,34 +202,54 @@ def is_alert_line(line: str, minimum: str = "WARNING") -> bool:
 
 
 class LogAlerts:
-    """Follows log files from their current end; returns only lines at their level or above."""
+    """Follows log files from their current end (and across their rotation by the log pump);
+    returns only lines at their level or above."""
 
     def __init__(self, logs: dict[Path, str]) -> None:
+        self._follow: dict[str, tuple[Path, str]] = {}
         self._handles = {}
         for path, minimum in logs.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch(exist_ok=True)
             handle = path.open("r", errors="replace")
             handle.seek(0, 2)
-            self._handles[path.stem] = (handle, minimum)
+            self._follow[path.stem] = (path, minimum)
+            self._handles[path.stem] = handle
+
+    def _new_lines(self, name: str) -> list[str]:
+        path, handle = self._follow[name][0], self._handles[name]
+        try:  # before reading: a renamed file gets no more lines, so its end is its end
+            rotated = path.stat().st_ino != os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:  # between the pump's rename and its next line
+            rotated = False
+        lines = handle.readlines()
+        if rotated:
+            handle.close()
+            self._handles[name] = handle = path.open("r", errors="replace")
+            lines += handle.readlines()
+        return lines
 
     def read(self) -> list[tuple[str, str]]:
         """New (service, line) pairs worth a person's attention."""
         return [
             (name, line.rstrip("\n"))
-            for name, (handle, minimum) in self._handles.items()
-            for line in handle.readlines()
+            for name, (_path, minimum) in self._follow.items()
+            for line in self._new_lines(name)
             if is_alert_line(line, minimum)
         ]
 
     def close(self) -> None:
-        for handle, _minimum in self._handles.values():
+        for handle in self._handles.values():
             handle.close()
 
 
 # -- the Prefect API (thin) ------------------------------------------------------------------
 class FeedUnavailable(RuntimeError):
     """The Prefect API did not answer the events query; the message says where and why."""
+
+
+class FeedUnauthorized(FeedUnavailable):
+    """The Prefect API refused the credentials (its auth string differs from ours, or is unset)."""
 
 
 class EventFeed:
@@ -245,7 +266,8 @@ class EventFeed:
         self.api_url = api_url.rstrip("/")
         self.names = list(event_names)
         self.lookback = timedelta(seconds=lookback_seconds)
-        self._client = client or httpx.Client(timeout=10.0)
+        # An exposed stack's API wants its auth string on every request (401 without).
+        self._client = client or httpx.Client(timeout=10.0, headers=names.prefect_headers())
         self._seen: OrderedDict[str, None] = OrderedDict()
         # Polls return events from here on (a later `recent` moves it back) ...
         self._covered_from = self._cursor = datetime.now(UTC)
@@ -256,6 +278,12 @@ class EventFeed:
     def _request(self, method: str, url: str, **kwargs) -> dict[str, Any]:
         try:
             response = self._client.request(method, url, **kwargs)
+            if response.status_code == 401:
+                raise FeedUnauthorized(
+                    f"Prefect API at {self.api_url} refused the credentials (HTTP 401): set "
+                    "PREFECT_SERVER_API_AUTH_STRING (or PREFECT_API_AUTH_STRING) to the "
+                    "server's auth string"
+                )
             response.raise_for_status()
             return response.json()
         except httpx.HTTPError as error:

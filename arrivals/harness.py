@@ -186,8 +186,8 @@ class RunningStack:
             **kwargs,
         )
 
-    def up(self) -> None:
-        """`arrivals up --detach`; StackError with the CLI's last lines if it fails."""
+    def up(self, *options: str) -> None:
+        """`arrivals up --detach [options]`; StackError with the CLI's last lines if it fails."""
         s = self.settings
         log.info(
             "Starting a stack in %s (Prefect :%d, MLflow :%d, worker poll %g s)",
@@ -198,7 +198,7 @@ class RunningStack:
         )
         started = time.monotonic()
         timeout = s.services.startup_timeout_seconds + 120
-        result = self.arrivals("up", "--detach", check=False, timeout=timeout)
+        result = self.arrivals("up", "--detach", *options, check=False, timeout=timeout)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise StackError(f"arrivals up failed (exit {result.returncode}):\n{tail}")

@@ -10,16 +10,20 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from arrivals.environment import prefect_env
+from arrivals.reach import MLFLOW, PREFECT, WORKER, ServiceUnreachable, prefect_calls, require
 from arrivals.topology import RETRAIN_DEPLOYMENT
+from automations.door import not_csv_reason
 from shared.events import RunStates
+from shared.fs import TEMP_SUFFIXES, is_temp_name
 from shared.settings import Settings
 
 if TYPE_CHECKING:
-    from shared.ledger import Ledger
+    from shared.ledger import FileRecord, Ledger
 
 log = logging.getLogger("arrivals")
 RETRAIN_TIMEOUT_SECONDS = 900.0  # `retrain` / `retract` wait this long for their run
@@ -132,10 +136,43 @@ def cmd_lineage(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _change_state_and_retrain(
-    settings: Settings, name: str, change: Callable[[Ledger, str], bool], refused: str, done: str
-) -> int:
-    """Find a file, apply `change` to it in the ledger, then retrain (2 if it did not apply)."""
+# What a retrain needs: Prefect to start the run, a worker to run it, MLflow to register it.
+RETRAIN_NEEDS = (PREFECT, WORKER, MLFLOW)
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One ledger change a retrain follows: `retract` or `accept`."""
+
+    command: str  # the CLI command, to say how to finish the work
+    apply: Callable[[Ledger, str], bool]  # False: the file is not in a state it applies to
+    done_already: Callable[[FileRecord], bool]  # applied before, its retrain maybe never ran
+    refused: str  # why it does not apply, after "<name> is <state>, "
+    done: str  # the past tense, for the log
+    again: str  # why the retrain runs again when `done_already`, after "<name> "
+
+
+def drop_refusal(name: str) -> str | None:
+    """Why `arrivals drop` refuses a file named `name`: the sensor would ignore or refuse it."""
+    if is_temp_name(name):
+        return (
+            f"{name} has a temporary or hidden name (starting with . or ~$, or ending in "
+            f"{', '.join(TEMP_SUFFIXES)}): the sensor ignores such files while they are "
+            "written, so it would wait in the inbox forever; rename it"
+        )
+    refused = not_csv_reason(name)
+    if refused is not None:
+        return f"{refused}; the sensor would quarantine it, so it is not dropped"
+    return None
+
+
+def _change_state_and_retrain(settings: Settings, name: str, change: StateChange) -> int:
+    """Find a file, reach every service the retrain needs, change its state, then retrain.
+
+    In that order, so a service that is down changes nothing. A file changed already (by a
+    run of the command whose retrain failed or never started) is retrained again, so
+    running the command again always finishes the work.
+    """
     from shared.ledger import Ledger
 
     ledger = Ledger(settings.ledger_url)
@@ -144,43 +181,78 @@ def _change_state_and_retrain(
         if record is None:
             log.error("no file named %s (or with that sha256) in the ledger", name)
             return 2
-        if not change(ledger, record.sha256):
-            log.error("%s is %s, %s", record.name, record.state, refused)
-            return 2
+        require(settings, *RETRAIN_NEEDS)
+        if change.apply(ledger, record.sha256):
+            log.info("%s %s (%s); retraining", change.done, record.name, record.sha256[:12])
+        else:
+            now = ledger.get(record.sha256) or record
+            if not change.done_already(now):
+                log.error("%s is %s, %s", now.name, now.state, change.refused)
+                return 2
+            log.info("%s %s; retraining again", now.name, change.again)
     finally:
         ledger.close()
-    log.info("%s %s (%s); retraining", done, record.name, record.sha256[:12])
-    return run_retrain(settings)
+    again = (
+        f"`arrivals {change.command} {name}` again retrains (the file stays {change.done.lower()})"
+    )
+    try:
+        code = run_retrain(settings)
+    except ServiceUnreachable as error:
+        raise error.then(again) from error
+    if code != 0:
+        log.error("The retrain did not end well; %s", again)
+    return code
 
 
 def cmd_retract(settings: Settings, args: argparse.Namespace) -> int:
     """Mark a trained or suspect file bad and retrain without it; a tainted champion moves."""
+    from shared.ledger import FileState
+
     return _change_state_and_retrain(
         settings,
         args.file,
-        lambda ledger, sha: ledger.retract(sha, args.reason),
-        "neither trained nor suspect: nothing to retract",
-        "Retracted",
+        StateChange(
+            command="retract",
+            apply=lambda ledger, sha: ledger.retract(sha, args.reason),
+            done_already=lambda record: record.state == FileState.RETRACTED,
+            refused="neither trained nor suspect: nothing to retract",
+            done="Retracted",
+            again="was retracted already (the retrain after it may never have run)",
+        ),
     )
 
 
 def cmd_accept(settings: Settings, args: argparse.Namespace) -> int:
     """Vouch for a suspect file: it is training data again, and a retrain runs with it."""
+    from shared.ledger import FileState
+
     return _change_state_and_retrain(
         settings,
         args.file,
-        lambda ledger, sha: ledger.accept_suspect(sha, f"suspect, accepted: {args.reason}"),
-        "not suspect: nothing to accept",
-        "Accepted",
+        StateChange(
+            command="accept",
+            apply=lambda ledger, sha: ledger.accept_suspect(
+                sha, f"suspect, accepted: {args.reason}"
+            ),
+            # Accepted (trained) but in no version yet: the retrain after the accept never ran.
+            done_already=lambda record: (
+                record.state == FileState.TRAINED and record.model_version is None
+            ),
+            refused="not suspect: nothing to accept",
+            done="Accepted",
+            again="is accepted data no version has yet (the retrain after it may never have run)",
+        ),
     )
 
 
 def cmd_retrain(settings: Settings, _args: argparse.Namespace) -> int:
+    """Retrain now on the accepted data; says which version it made and what was decided."""
+    require(settings, *RETRAIN_NEEDS)
     return run_retrain(settings)
 
 
 def run_retrain(settings: Settings) -> int:
-    """Run the retrain deployment once with rebuild=True, and wait for it.
+    """Run the retrain deployment once with rebuild=True, wait for it, print what it decided.
 
     The deployment is single flight: a run that starts while another retrain runs (or, after
     an arrival, listens for more for a few seconds) is cancelled. So this waits for its turn,
@@ -190,26 +262,41 @@ def run_retrain(settings: Settings) -> int:
     from prefect.deployments import run_deployment
 
     deadline = time.monotonic() + RETRAIN_TIMEOUT_SECONDS
-    while True:
-        _wait_until_no_retrain_runs(deadline)
-        run = run_deployment(
-            RETRAIN_DEPLOYMENT,
-            parameters={"rebuild": True},
-            timeout=max(1.0, deadline - time.monotonic()),
-            tags=["manual"],
-        )
-        state = run.state
-        lost_the_race = (
-            state is not None
-            and state.is_cancelled()
-            and "concurrency limit" in (state.message or "")
-            and time.monotonic() < deadline
-        )
-        if not lost_the_race:
-            break
-        log.info("Another retrain started first; submitting again once it has ended")
+    with prefect_calls(settings):
+        while True:
+            _wait_until_no_retrain_runs(deadline)
+            run = run_deployment(
+                RETRAIN_DEPLOYMENT,
+                parameters={"rebuild": True},
+                timeout=max(1.0, deadline - time.monotonic()),
+                tags=["manual"],
+            )
+            state = run.state
+            lost_the_race = (
+                state is not None
+                and state.is_cancelled()
+                and "concurrency limit" in (state.message or "")
+                and time.monotonic() < deadline
+            )
+            if not lost_the_race:
+                break
+            log.info("Another retrain started first; submitting again once it has ended")
     log.info("Retrain run %s: %s", run.name, state.name if state else "?")
-    return 0 if state is not None and state.is_completed() else 1
+    if state is None or not state.is_completed():
+        return 1
+    from arrivals.outcome import read_outcome, render_outcome
+
+    try:
+        require(settings, MLFLOW)  # its versions and the champion are read from the registry
+        with prefect_calls(settings):
+            outcome = read_outcome(settings, str(run.id), run.name)
+    except ServiceUnreachable as error:
+        log.error(
+            "Retrain run %s completed, but what it decided cannot be read: %s", run.name, error
+        )
+        return 1
+    sys.stdout.write("\n".join(render_outcome(settings.model.name, outcome)) + "\n")
+    return 0
 
 
 def _wait_until_no_retrain_runs(deadline: float) -> None:

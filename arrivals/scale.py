@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
 
 log = logging.getLogger("arrivals.scale")
 
@@ -33,3 +36,15 @@ def drop_databases(postgres_url: str, names: list[str]) -> None:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def migrate_prefect(prefect: str, env: Mapping[str, str], cwd: Path) -> str | None:
+    """`prefect server database upgrade`, once before any API server; None, or its error."""
+    result = subprocess.run(
+        [prefect, "server", "database", "upgrade", "-y"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+    return None if result.returncode == 0 else result.stderr[-500:]

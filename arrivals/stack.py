@@ -7,10 +7,7 @@ file (a reboot, a reused pid) is never mistaken for a running service.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,14 +18,16 @@ from pathlib import Path
 
 import httpx
 
-from arrivals import topology
+from arrivals import remote, roles, topology
 from arrivals.environment import (
     child_env,
+    mlflow_allowed_hosts,
     prefect_ports,
     replica_api_url,
     replica_env,
     warm_engine_socket,
 )
+from arrivals.processes import port_in_use, process_start_time, stop_group
 from shared.events import prefect_headers
 from shared.settings import Settings
 
@@ -45,20 +44,6 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-def process_start_time(pid: int) -> str | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-    return fields[19]  # field 22 of stat: start time in clock ticks since boot
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
@@ -66,13 +51,17 @@ class ServiceStatus:
     healthy: bool
     url: str | None = None
     detail: str = ""
+    where: str = "local"  # "remote": another host runs it (`arrivals up --only`)
+    reachable: bool | None = None  # remote only; None: it cannot be asked from here
 
 
 class Stack:
     """The services of one home. Every method is safe to call again."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, selected: frozenset[str] | None = None) -> None:
         self.settings = settings
+        # The roles this host runs (`up --only`); by default what the home's last `up` ran.
+        self.roles = roles.recorded_roles(settings) if selected is None else selected
         self.dirs = settings.dirs
         self.env = child_env(settings)
         self._http = httpx.Client(timeout=2.0, headers=prefect_headers())
@@ -92,9 +81,14 @@ class Stack:
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
         log_path = self.dirs.logs / f"{name}.log"
+        size, backups = self.settings.services.log_max_bytes, self.settings.services.log_backups
+        # The log pump execs argv (same pid, same process group: `down` stops both) with its
+        # output piped into a pump that rotates the file by size.
+        pumped = [sys.executable, "-m", topology.LOG_PUMP, str(log_path), str(size), str(backups)]
+        # Opened here too: whatever fails before the pump runs still lands in the log.
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
-                argv,
+                [*pumped, "--", *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -109,14 +103,12 @@ class Stack:
 
     # -- which services ---------------------------------------------------------------------
     def service_names(self) -> list[str]:
-        """Every service of this profile, in start order (the contract's four always exist)."""
-        return topology.service_names(self.settings)
+        """This host's processes of the profile (all of them by default), in start order."""
+        return roles.local_names(self.settings, self.roles)
 
     @staticmethod
     def _index(name: str) -> int:
-        """0 for `prefect`/`worker`, 1 for `prefect-2`/`worker-2`, ..."""
-        tail = name.rsplit("-", 1)[-1]
-        return int(tail) - 1 if tail.isdigit() else 0
+        return topology.instance_index(name)
 
     # -- health ---------------------------------------------------------------------------
     def _get_ok(self, url: str) -> bool:
@@ -178,7 +170,15 @@ class Stack:
         return f"arrivals-{socket.gethostname()}-{self.settings.services.prefect_port}{suffix}"
 
     def statuses(self) -> dict[str, ServiceStatus]:
-        return {name: self.status(name) for name in self.service_names()}
+        """This host's processes, then what other hosts run (reachable or not)."""
+        found = {name: self.status(name) for name in self.service_names()}
+        for name, role in remote.remote_names(self.settings, self.roles):
+            seen = remote.probe(self.settings, self._http, name, role)
+            healthy = seen.reachable is not False  # what cannot be asked is not known down
+            found[name] = ServiceStatus(
+                name, None, healthy, seen.url, seen.detail, "remote", seen.reachable
+            )
+        return found
 
     # -- starting -------------------------------------------------------------------------
     def _check_port_free(self, name: str, port: int) -> None:
@@ -223,7 +223,7 @@ class Stack:
                     "--workers",
                     "1",
                     *(
-                        ["--allowed-hosts", ",".join(s.services.allowed_hosts)]
+                        ["--allowed-hosts", ",".join(mlflow_allowed_hosts(s))]
                         if s.services.expose
                         else []
                     ),
@@ -274,78 +274,94 @@ class Stack:
             if pending:
                 time.sleep(0.25)
 
-    def _prepare_scale(self) -> None:
-        """Create the PostgreSQL databases if missing, migrate Prefect once, create the ledger."""
-        from arrivals.scale import ensure_databases
+    def _prepare_scale(self, migrate: bool) -> None:
+        """Create the PostgreSQL databases if missing; with `migrate`, migrate Prefect once."""
+        from arrivals.scale import ensure_databases, migrate_prefect
 
         scale = self.settings.scale
         ensure_databases(
             scale.postgres_url,
             [scale.prefect_database, scale.mlflow_database, scale.ledger_database],
         )
-        if any(self.pid(n) for n in self.service_names() if n.startswith("prefect")):
-            return  # the servers run: the schema is there
-        result = subprocess.run(
-            [_bin("prefect"), "server", "database", "upgrade", "-y"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            cwd=self.dirs.home,
-        )
-        if result.returncode != 0:
-            raise StackError(f"prefect database upgrade failed: {result.stderr[-500:]}")
+        if not migrate or any(self.pid(n) for n in self.service_names() if n.startswith("prefect")):
+            return  # another host's first API server migrates, or the servers run already
+        failure = migrate_prefect(_bin("prefect"), self.env, self.dirs.home)
+        if failure is not None:
+            raise StackError(f"prefect database upgrade failed: {failure}")
 
-    def up(self, apply: Callable[[Settings], None]) -> dict[str, ServiceStatus]:
-        """Start whatever is not running, apply deployments/automations, wait until healthy."""
+    def _start_missing(self, names: list[str]) -> None:
+        for name in names:
+            if self.pid(name) is None:
+                self.start(name)
+
+    def _wait_remote_prefect(self, deadline: float) -> None:
+        """Another host runs the first API server: wait until it answers."""
+        while not self._get_ok(f"{self.settings.prefect_api_url}/health"):
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Prefect at {self.settings.prefect_ui_url} did not answer in "
+                    f"{self.settings.services.startup_timeout_seconds:.0f} s: start it on its "
+                    "host (`arrivals up --only prefect`) or set services.prefect_host"
+                )
+            time.sleep(0.5)
+
+    def up(
+        self,
+        apply: Callable[[Settings], None],
+        applied: Callable[[Settings], bool] = topology.applied,
+    ) -> dict[str, ServiceStatus]:
+        """Start this host's roles that are not running, apply deployments/automations when
+        this host should (see roles.up_plan), wait until they are healthy."""
         from consumer.holdout import HoldoutError, prepare_holdout
-        from shared.ledger import Ledger
+        from shared.ledger_migrations import LedgerSchemaError, upgrade_ledger
 
         s = self.settings
+        plan = roles.up_plan(s, self.roles)
         self.dirs.ensure()
-        try:
-            prepare_holdout(s)  # cut from the source once, or check the pinned file
-        except HoldoutError as error:
-            raise StackError(str(error)) from None
+        # What still runs from an earlier `up` stays this host's, shown as local.
+        self.roles |= {roles.role_of(n) for n in topology.service_names(s) if self.pid(n)}
+        roles.record_roles(s, self.roles)
+        if plan.prepare_data:
+            try:
+                prepare_holdout(s)  # cut from the source once, or check the pinned file
+            except HoldoutError as error:
+                raise StackError(str(error)) from None
         if s.scaled:
-            self._prepare_scale()
-        Ledger(s.ledger_url).close()  # create the schema once, before its writers start
-        if s.services.warm_start and warm_engine_socket(s) is None:
+            self._prepare_scale(plan.migrate)
+        if plan.prepare_data:
+            try:  # create the schema, or upgrade it to the head, before its writers start
+                upgrade_ledger(s.ledger_url)
+            except LedgerSchemaError as error:
+                raise StackError(str(error)) from None
+        if roles.ENGINE in self.roles and s.services.warm_start and warm_engine_socket(s) is None:
             log.warning(
                 "Warm start is off: %s is longer than a UNIX socket path may be; flow runs "
                 "start cold (a shorter ARRIVALS_HOME turns it on)",
                 s.dirs.engine_socket,
             )
         deadline = time.monotonic() + s.services.startup_timeout_seconds
-        names = self.service_names()
-        servers = [
-            n
-            for n in names
-            if topology.service_of(n) in (topology.PREFECT_SERVER, topology.MLFLOW_SERVER)
-        ]
         # The first API server alone first: at startup it registers block types, and two
         # replicas doing it at once collide on PostgreSQL. MLflow (slow) starts beside it.
-        for name in (topology.PREFECT_SERVER.name, topology.MLFLOW_SERVER.name):
-            if self.pid(name) is None:
-                self.start(name)
-        self._wait([topology.PREFECT_SERVER.name], deadline)
-        for name in servers:
-            if self.pid(name) is None:
-                self.start(name)
-        self._wait(
-            [n for n in servers if topology.service_of(n) is topology.PREFECT_SERVER], deadline
-        )
-        apply(s)
-        for name in names:
-            if name not in servers and self.pid(name) is None:
-                self.start(name)
-        self._wait(names, deadline)
+        self._start_missing(plan.first)
+        if topology.PREFECT_SERVER.name in plan.first:
+            self._wait([topology.PREFECT_SERVER.name], deadline)
+        elif plan.await_remote_prefect:
+            self._wait_remote_prefect(deadline)
+        self._start_missing(plan.replicas)
+        self._wait(plan.replicas, deadline)
+        if plan.apply is roles.Apply.ALWAYS or (
+            plan.apply is roles.Apply.IF_MISSING and not applied(s)
+        ):
+            apply(s)
+        self._start_missing(plan.rest)
+        self._wait(self.service_names(), deadline)
         return self.statuses()
 
     # -- stopping -------------------------------------------------------------------------
     def down(self, timeout: float = 20.0) -> list[str]:
         """Stop every service this home started (process groups), the consumers first."""
         stopped = []
-        known = self.service_names()
+        known = topology.service_names(self.settings)  # every role: whatever this home runs
         # Pid files of another profile's services (a home switched profiles) count too.
         extra = sorted(p.stem for p in self.dirs.run.glob("*.pid") if p.stem not in known)
         for name in [*reversed(known), *extra]:
@@ -355,29 +371,3 @@ class Stack:
                 stopped.append(name)
             self._pidfile(name).unlink(missing_ok=True)
         return stopped
-
-
-def stop_group(pid: int, timeout: float) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.1)
-    log.warning("process group %d ignored SIGTERM for %.0f s; killing it", pid, timeout)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-
-
-def _reap(pid: int) -> None:
-    """Collect our own child if it exited (tests start the stack in-process)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

@@ -178,6 +178,8 @@ def collect_status(
         entry: dict[str, Any] = {"healthy": status.healthy, "pid": status.pid}
         if status.url is not None:
             entry["url"] = status.url
+        if status.where == "remote":  # another host runs it (`arrivals up --only`)
+            entry.update(where="remote", reachable=status.reachable, detail=status.detail)
         services[name] = entry
     now = time.time()
     ledger = Ledger(settings.ledger_url)
@@ -205,6 +207,25 @@ def collect_status(
         "champion": champion,
         "last_decision": last_decision(settings),
     }
+
+
+def check_status(status: dict[str, Any], max_wait: float) -> tuple[bool, str]:
+    """(healthy, one line saying why): every service healthy, no file waiting over `max_wait`."""
+    problems = []
+    down = [name for name, entry in status["services"].items() if not entry["healthy"]]
+    if down:
+        problems.append(f"down: {', '.join(down)} (`arrivals up --detach` starts what is missing)")
+    pending = status["files"].get("pending", 0)
+    age = status.get("oldest_pending_age_seconds")
+    if age is not None and age > max_wait:
+        problems.append(
+            f"a file has waited {human_age(age)} to be trained, over --max-wait "
+            f"{human_age(max_wait)} ({pending} pending; `arrivals status` says what each waits for)"
+        )
+    if problems:
+        return False, "FAIL: " + "; ".join(problems)
+    waiting = "nothing pending" if age is None else f"{pending} pending, oldest {human_age(age)}"
+    return True, f"OK: {len(status['services'])} services healthy, {waiting}"
 
 
 # -- rendering (pure) -----------------------------------------------------------------------
@@ -266,6 +287,13 @@ def _champion_line(status: dict[str, Any]) -> str:
     return line if source == "mlflow" else f"{line}  (from {source})"
 
 
+def _health_cell(entry: dict[str, Any]) -> str:
+    """`yes`/`NO` for this host's processes; `reachable`/`UNREACHABLE`/`not checked` else."""
+    if entry.get("where") != "remote":
+        return "yes" if entry["healthy"] else "NO"
+    return {True: "reachable", False: "UNREACHABLE", None: "not checked"}[entry["reachable"]]
+
+
 def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
     """The status object as a compact text report for people (`tz` None = local time)."""
     services = status["services"]
@@ -275,14 +303,15 @@ def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
         [
             [
                 name,
-                "yes" if entry["healthy"] else "NO",
+                _health_cell(entry),
                 str(entry["pid"]) if entry["pid"] is not None else "-",
-                entry.get("url", ""),
+                entry.get("url") or entry.get("detail", ""),
             ]
             for name, entry in services.items()
         ],
     )
-    down = [name for name, entry in services.items() if not entry["healthy"]]
+    # Another host's process is started there (`arrivals up --only`), not by `up` here.
+    down = [n for n, e in services.items() if not e["healthy"] and e.get("where") != "remote"]
     if down:
         where = status.get("logs", "<home>/logs")
         lines.append(

@@ -19,6 +19,7 @@ from automations.apply import (
     DeploymentSpec,
     apply_automations,
     apply_deployments,
+    apply_notification_blocks,
     automation_definitions,
     ensure_work_pool,
     reactive_window,
@@ -38,10 +39,12 @@ ENTRYPOINTS = {
 # -- automations -----------------------------------------------------------------------------
 AUTOMATIONS_DIR = Path(automations.__file__).resolve().parent
 AUTOMATION_FILES = ("retrain_on_arrival.yaml", "sensor_silent.yaml")
+ALERT_BLOCK_PREFIX = "arrivals-alert"  # the Prefect notification blocks made of alerts.urls
 
 # -- flow-run processes ----------------------------------------------------------------------
 COLD_ENGINE = "prefect.engine"  # what a process worker runs per flow run, and a warm fork too
 ENGINE_CLIENT = "arrivals.engine_client"  # the worker's command when runs start warm
+LOG_PUMP = "arrivals.logpump"  # every service starts through it: its log rotates by size
 # Imported once by the warm engine, before any fork: the engine, our flows and what a retrain
 # imports (on this 2-core machine: Prefect 2.5 s, pandas + scikit-learn + skops 4.5 s, MLflow
 # 1.3 s). Only imports run there, never a computation, so no thread pool has work in flight
@@ -117,6 +120,19 @@ def deployment_specs(settings: Settings) -> list[DeploymentSpec]:
     return [*([producer] if settings.producer_off_reason is None else []), retrain]
 
 
+def applied(_settings: Settings) -> bool:
+    """Whether the Prefect the environment names has the retrain deployment (`up` applied)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name(RETRAIN_DEPLOYMENT)
+        except ObjectNotFound:
+            return False
+    return True
+
+
 def apply_all(settings: Settings) -> None:
     """Work pool, deployments, automations: safe to run on every `up`."""
     work_pool = settings.services.work_pool
@@ -124,8 +140,12 @@ def apply_all(settings: Settings) -> None:
     ids = apply_deployments(deployment_specs(settings), work_pool)
     if settings.producer_off_reason is not None:
         remove_deployment(PRODUCER_DEPLOYMENT)  # an earlier config's cron would keep running
+    blocks = apply_notification_blocks(settings.alerts.urls, ALERT_BLOCK_PREFIX)
     apply_automations(
-        automations_declared(), ids, heartbeat_seconds=settings.sensor.heartbeat_seconds
+        automations_declared(),
+        ids,
+        heartbeat_seconds=settings.sensor.heartbeat_seconds,
+        notification_blocks=blocks,
     )
 
 
@@ -160,6 +180,12 @@ SERVICES = (PREFECT_SERVER, PREFECT_SERVICES, MLFLOW_SERVER, WARM_ENGINE, WORKER
 def service_names(settings: Settings) -> list[str]:
     """Every process of this profile, in start order (the contract's four always exist)."""
     return [name for service in SERVICES for name in service.instances(settings)]
+
+
+def instance_index(name: str) -> int:
+    """0 for `prefect`/`worker`, 1 for `prefect-2`/`worker-2`, ..."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) - 1 if tail.isdigit() else 0
 
 
 def service_of(name: str) -> Service:

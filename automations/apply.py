@@ -106,13 +106,46 @@ def automation_definitions(paths: Iterable[Path]) -> list[dict]:
     return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in paths]
 
 
+# A send-notification action naming this block is sent through every alert block `up` made.
+ALERT_BLOCKS = "alerts"
+
+
+def apply_notification_blocks(urls: Sequence[str], prefix: str) -> list[UUID]:
+    """One Prefect notification block per Apprise URL (`prefix`-1, -2, ...), in order; blocks
+    an earlier, longer list left are deleted. Their ids, for send-notification actions."""
+    # The Prefect server can only load the block types it ships, and AppriseNotificationBlock
+    # is abstract. SlackWebhook hands any URL that is not a Slack webhook to Apprise as it is
+    # (prefect.blocks.notifications), so it carries every Apprise URL.
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.client.orchestration import get_client
+
+    ids = [
+        SlackWebhook(url=url).save(f"{prefix}-{number}", overwrite=True)
+        for number, url in enumerate(urls, start=1)
+    ]
+    with get_client(sync_client=True) as client:
+        for document in client.read_block_documents_by_type(
+            SlackWebhook.get_block_type_slug(), include_secrets=False
+        ):
+            if (document.name or "").startswith(f"{prefix}-") and document.id not in ids:
+                client.delete_block_document(document.id)
+                log.info("Notification block %s removed (no longer configured)", document.name)
+    return ids
+
+
 def resolve_automation(
-    definition: dict, deployment_ids: dict[str, UUID], *, heartbeat_seconds: float | None = None
+    definition: dict,
+    deployment_ids: dict[str, UUID],
+    *,
+    heartbeat_seconds: float | None = None,
+    notification_blocks: Sequence[UUID] = (),
 ):
     """The Prefect automation for one YAML definition, its deployment name made an id.
 
     A trigger's `within_heartbeats: N` becomes `within` = N x `heartbeat_seconds` (the
     sensor's interval from params.yaml, at least Prefect's 10 s minimum for proactive triggers).
+    A send-notification action on `block_document_id: alerts` becomes one action per block of
+    `notification_blocks`; with none, `do-nothing` (alerts are off).
     """
     from prefect.events.schemas.automations import AutomationCore
 
@@ -130,6 +163,11 @@ def resolve_automation(
         action = dict(action)
         if action["type"] == "run-deployment" and action.get("source") == "selected":
             action["deployment_id"] = str(deployment_ids[deployment])
+        alerts = action.get("block_document_id") == ALERT_BLOCKS
+        if action["type"] == "send-notification" and alerts:
+            sends = [{**action, "block_document_id": str(b)} for b in notification_blocks]
+            actions += sends or [{"type": "do-nothing"}]
+            continue
         actions.append(action)
     body["actions"] = actions
     return AutomationCore.model_validate(body)
@@ -140,6 +178,7 @@ def apply_automations(
     deployment_ids: dict[str, UUID],
     *,
     heartbeat_seconds: float | None = None,
+    notification_blocks: Sequence[UUID] = (),
 ) -> list[UUID]:
     """Create or update each automation by name; extra copies of a name are deleted."""
     from prefect.client.orchestration import get_client
@@ -148,7 +187,10 @@ def apply_automations(
     with get_client(sync_client=True) as client:
         for definition in definitions:
             automation = resolve_automation(
-                definition, deployment_ids, heartbeat_seconds=heartbeat_seconds
+                definition,
+                deployment_ids,
+                heartbeat_seconds=heartbeat_seconds,
+                notification_blocks=notification_blocks,
             )
             existing = client.read_automations_by_name(automation.name)
             if existing:

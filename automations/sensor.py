@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from automations.door import not_csv_reason, quarantine, special_key, special_reason
+from automations.door import not_csv_reason, quarantine, release_hint, special_key, special_reason
 from automations.settler import (
     CLOSED,
     CREATED,
@@ -36,7 +36,9 @@ from automations.settler import (
     Settler,
     signature,
 )
+from automations.stuck import StuckFiles
 from shared import events
+from shared.alerts import BackgroundNotifier, NoNotifier, Notifier, notifier_for, rejected_alert
 from shared.fs import is_temp_name, move_into, sha256_file
 from shared.ledger import Arrival, Disposition, Ledger
 from shared.settings import Settings
@@ -87,6 +89,7 @@ class InboxSensor:
         clock: Callable[[], float] = time.monotonic,
         observer_factory: Callable[[], object] | None = None,
         run_states: events.RunStates | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -97,6 +100,8 @@ class InboxSensor:
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self._observer_factory = observer_factory
         self.run_states = run_states
+        self.notifier = notifier or NoNotifier()
+        self.stuck = StuckFiles(ledger, self.notifier, settings.alerts.stuck_after_seconds)
         self._recorded: dict[Path, tuple[int, int, int] | None] = {}
         self._observer = None
         self._stop = threading.Event()
@@ -192,6 +197,8 @@ class InboxSensor:
             self.ledger.set_stored_path(sha256, str(where))
             self.ledger.move_arrival(arrival.id, str(where))
             log.warning("Rejected %s: %s (moved to %s)", path.name, refused, where)
+            hint = release_hint(path.name, refused)
+            self.notifier.send(rejected_alert(path.name, refused, str(where), hint))
         elif arrival.disposition == Disposition.DUPLICATE:
             moved = move_into(path, self.settings.dirs.archive / "duplicates", path.name)
             self.ledger.move_arrival(arrival.id, str(moved))
@@ -331,6 +338,7 @@ class InboxSensor:
         if now >= self._next_rescan:
             self.scan(now)
             self.reannounce_stragglers()
+            self.stuck.sweep()
             self._next_rescan = now + sensor.rescan_seconds
         recorded = self.record_all(self.settler.ready(now))
         if any(recorded) or now >= self._next_announce:
@@ -372,15 +380,18 @@ def main(argv: Iterable[str] | None = None) -> None:
     # The API server the stack points this process at (in the scale profile a replica other
     # than the one the automations were applied to); the configured one when run alone.
     api_url = os.environ.get("PREFECT_API_URL") or settings.prefect_api_url
+    notifier = BackgroundNotifier(notifier_for(settings.alerts))  # never holds up the loop
     sensor = InboxSensor(
         settings,
         ledger,
         events.ConfirmedEmitter(api_url),
         run_states=events.RunStates(api_url),
+        notifier=notifier,
     )
     signal.signal(signal.SIGTERM, lambda *_: sensor.stop())
     signal.signal(signal.SIGINT, lambda *_: sensor.stop())
     sensor.run(alive_file=settings.dirs.run / "sensor.alive")
+    notifier.close()
     ledger.close()
 
 

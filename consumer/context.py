@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from consumer.registry import MlflowRegistry, Registry
 from shared import events
+from shared.alerts import Alert, NoNotifier, Notifier
 
 if TYPE_CHECKING:
     from shared.ledger import Ledger
@@ -49,6 +50,7 @@ class RetrainContext:
     logger: Any = field(default=log)
     registry: Registry | None = None  # built on first use (importing MLflow costs seconds)
     timer: StageTimer = field(default_factory=NoTimer)
+    notifier: Notifier = field(default_factory=NoNotifier)  # alerts.urls; none by default
 
     def model_registry(self) -> Registry:
         """The registry of this run: the injected one, else MLflow at the configured URL."""
@@ -77,3 +79,7 @@ class RetrainContext:
             # The ledger and the registry are the record; a lost notification must not undo
             # them (failing here would release the claims and train the same files twice).
             self.logger.error("Events %s not delivered: %s", [e.event for e in out], error)
+
+    def notify(self, alert: Alert) -> None:
+        """Tell people (alerts.urls); the notifier logs a failure and never raises it."""
+        self.notifier.send(alert)

@@ -25,6 +25,7 @@ from consumer.context import RetrainContext
 from consumer.fitting import Trained
 from consumer.publish import render_report
 from consumer.verdict import Judged, judge_round
+from shared.alerts import notifier_for
 from shared.events import ConfirmedEmitter
 from shared.ledger import Ledger
 from shared.settings import load_settings
@@ -162,6 +163,7 @@ def open_run(event_id: str | None) -> RetrainContext:
         run_name=flow_run.name or "",
         trigger_event_id=event_id,
         logger=get_run_logger(),
+        notifier=notifier_for(settings.alerts),
     )
 
 

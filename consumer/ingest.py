@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from consumer.context import RetrainContext, now_iso
 from shared import events
+from shared.alerts import rejected_alert
 from shared.fs import atomic_write_bytes, atomic_write_json, is_within, move_into
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> 
     # The sidecar always goes to the quarantine, named after the file: beside a vanished inbox
     # file it would be taken for a new arrival, and a path outside the data folder is no place.
     sidecar = dirs.quarantine / f"{where.name if there else record.name}.reason.json"
+    release = f"fix the file in place, then: arrivals release {where.name}"
     atomic_write_json(
         sidecar,
         {
@@ -61,7 +63,7 @@ def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> 
             "reason": reason,
             "rejected_at": now_iso(),
             "run": ctx.run_url,
-            "release": f"fix the file in place, then: arrivals release {where.name}",
+            "release": release,
         },
     )
     ctx.ledger.mark_rejected(record.sha256, run_id=ctx.run_id, reason=reason, path=str(where))
@@ -76,6 +78,7 @@ def reject(ctx: RetrainContext, record: FileRecord, path: Path, reason: str) -> 
             related=[ctx.run_related()],
         ),
     )
+    ctx.notify(rejected_alert(record.name, reason, str(where), release, ctx.run_url))
 
 
 def ingest(ctx: RetrainContext, record: FileRecord) -> Accepted | None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from consumer.context import RetrainContext, now_iso
 from shared import events
+from shared.alerts import suspect_alert
 from shared.fs import atomic_copy, atomic_write_bytes, atomic_write_json, read_json
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ def announce_suspects(ctx: RetrainContext, suspects: list[tuple[Accepted, str]],
             for a, reason in suspects
         )
     )
+    for a, reason in suspects:
+        ctx.notify(suspect_alert(a.record.name, reason, ctx.run_url))
 
 
 def announce_model(ctx: RetrainContext, summary: dict, new: list[Accepted]) -> None:

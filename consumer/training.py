@@ -10,13 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from consumer.estimators import build_classifier
 from shared.dataset import compute_label, row_keys
 from shared.settings import DatasetSettings, ModelSettings, TrainingSettings
 
@@ -35,12 +34,6 @@ SKOPS_TRUSTED_TYPES = {
 }
 
 MISSING = "missing"  # the category a missing categorical value becomes
-
-_CLASSIFIERS = {
-    "random_forest": RandomForestClassifier,
-    "logistic_regression": LogisticRegression,
-    "hist_gradient_boosting": HistGradientBoostingClassifier,
-}
 
 
 def build_pipeline(model: ModelSettings, dataset: DatasetSettings) -> Pipeline:
@@ -73,7 +66,7 @@ def build_pipeline(model: ModelSettings, dataset: DatasetSettings) -> Pipeline:
     preprocess = ColumnTransformer(
         [("numeric", numeric, features.numeric), ("categorical", categorical, features.categorical)]
     )
-    classifier = _CLASSIFIERS[model.kind](**model.params, random_state=model.random_state)
+    classifier = build_classifier(model)  # InvalidModelParams names a refused key
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 

@@ -3,31 +3,36 @@
 Every transition is a single conditional UPDATE inside a transaction, so two processes
 can never claim the same file. SQLite by default, any SQLAlchemy URL by configuration.
 States, tables and records live in `shared.ledger_schema` (re-exported here), the sensor's
-writes in `shared.ledger_arrivals`, the read-only queries in `shared.ledger_reads`.
+writes in `shared.ledger_arrivals`, the read-only queries in `shared.ledger_reads`, the
+alerts sent about files in `shared.ledger_alerts`, the schema's revisions in
+`shared.ledger_migrations` (`arrivals up` upgrades a ledger to the head).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from shared.ledger_alerts import LedgerAlerts
 from shared.ledger_arrivals import LedgerArrivals
+from shared.ledger_engine import ledger_engine
 from shared.ledger_reads import LedgerReads
 from shared.ledger_schema import (
     PENDING_STATES,
+    SCHEMA_REVISION,
+    VERSION_TABLE,
     Arrival,
     ClaimLost,
     Disposition,
     FileRecord,
     FileState,
+    LedgerSchemaError,
     file_record,
     files_table,
     lineage_table,
-    metadata,
 )
 
 __all__ = [
@@ -38,30 +43,43 @@ __all__ = [
     "FileRecord",
     "FileState",
     "Ledger",
+    "LedgerSchemaError",
 ]
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - driver hook
-    cursor = dbapi_connection.cursor()
-    # WAL lets the status CLI read while the sensor or a retrain writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-class Ledger(LedgerArrivals, LedgerReads):
+class Ledger(LedgerArrivals, LedgerReads, LedgerAlerts):
     """Transactional record of every file that reached the inbox."""
 
     def __init__(self, url: str, *, clock=time.time) -> None:
         self.url = url
         self._clock = clock
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        self.engine: Engine = ledger_engine(url)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """Create a new ledger at the head revision; refuse one at another revision."""
+        with self.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            revision = (
+                conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+                if VERSION_TABLE in tables
+                else None
+            )
+            # Alembic is imported only here and below: a ledger is new or unstamped once.
+            if revision is None and "files" in tables:  # from before migrations: by its shape
+                from shared.ledger_migrations import legacy_revision
+
+                revision = legacy_revision(conn)
+        if "files" not in tables:
+            from shared.ledger_migrations import upgrade_ledger
+
+            upgrade_ledger(self.url)
+        elif revision != SCHEMA_REVISION:
+            self.close()
+            raise LedgerSchemaError(
+                f"the ledger's schema is at revision {revision}, this Arrivals needs "
+                f"{SCHEMA_REVISION}: `arrivals up` upgrades it"
+            )
 
     def close(self) -> None:
         self.engine.dispose()

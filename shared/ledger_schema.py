@@ -42,6 +42,12 @@ class Disposition(StrEnum):
     REFUSED = "refused"  # new content the sensor rejected at the door (not a CSV): never claimed
 
 
+# The schema revision this code reads and writes: the head of shared/ledger_migrations
+# (a unit test holds the two equal). `arrivals up` upgrades a ledger to it.
+SCHEMA_REVISION = "0004_alerts_sent"
+# Not Alembic's default `alembic_version`: a ledger URL may name MLflow's database, which has one.
+VERSION_TABLE = "ledger_version"
+
 metadata = sa.MetaData()
 
 files_table = sa.Table(
@@ -88,6 +94,17 @@ lineage_table = sa.Table(
     sa.Column("recorded_at", sa.Float, nullable=False),
 )
 
+# Alerts already sent about a file, so each goes out once: keyed by the file's detection
+# (content let in again after a release is detected anew and may be alerted about again).
+alerts_table = sa.Table(
+    "alerts_sent",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("files.sha256"), primary_key=True),
+    sa.Column("detected_at", sa.Float, primary_key=True),
+    sa.Column("sent_at", sa.Float, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class FileRecord:
@@ -118,6 +135,10 @@ class Arrival:
     disposition: str
     announced_at: float | None
     duplicate_of: str | None = None  # the first name of the content, for duplicates
+
+
+class LedgerSchemaError(RuntimeError):
+    """The ledger's schema is not the one this code needs; the message says what to do."""
 
 
 class ClaimLost(RuntimeError):

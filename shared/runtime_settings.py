@@ -42,6 +42,15 @@ class ServiceSettings(StrictSection):
     warm_start: bool = True
     startup_timeout_seconds: Annotated[float, Field(gt=0)] = 120
     work_pool: str = "arrivals"
+    # Each service's log (<home>/logs/<name>.log) moves to <name>.log.1 before a line would
+    # take it past log_max_bytes; log_backups older files are kept: at most
+    # (1 + log_backups) * log_max_bytes per service (a line is never split).
+    log_max_bytes: Annotated[int, Field(ge=64 * 1024)] = 10 * 1024 * 1024
+    log_backups: Annotated[int, Field(ge=1, le=100)] = 5
+    # Where clients reach Prefect and MLflow when another host runs them (`arrivals up --only`,
+    # docs/scaling.md), on the ports above; None: this host, at client_host.
+    prefect_host: str | None = None
+    mlflow_host: str | None = None
 
     @field_validator("host")
     @classmethod
@@ -61,7 +70,7 @@ class ServiceSettings(StrictSection):
 
     def prefect_api_url(self, port: int | None = None) -> str:
         """The Prefect API on `port` (an API replica's), by default on `prefect_port`."""
-        return f"http://{self.client_host}:{port or self.prefect_port}/api"
+        return f"http://{self.prefect_host or self.client_host}:{port or self.prefect_port}/api"
 
 
 class SensorSettings(StrictSection):
@@ -107,6 +116,9 @@ class PathSettings(StrictSection):
     home: Path = Path(".arrivals")
     # Any SQLAlchemy URL (e.g. postgresql+psycopg://host/db); default: SQLite in the home.
     ledger_url: str | None = None
+    # The inbox, archive, quarantine and accepted copies; relative to the home, default
+    # <home>/data. The sensor's and the workers' hosts must see it at the same absolute path.
+    data: Path | None = None
 
 
 class Paths(BaseModel):
@@ -114,10 +126,11 @@ class Paths(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     home: Path
+    data_dir: Path | None = None  # paths.data, resolved; None: <home>/data
 
     @property
     def data(self) -> Path:
-        return self.home / "data"
+        return self.data_dir or self.home / "data"
 
     @property
     def inbox(self) -> Path:

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from shared.alerts import AlertSettings
+from shared.model_params import unknown_param
 from shared.runtime_settings import (
     ConsumerSettings,
     Paths,
@@ -154,6 +156,8 @@ class AutomationSettings(StrictSection):
 class ModelSettings(StrictSection):
     name: Annotated[str, Field(min_length=1)]
     kind: Literal["random_forest", "logistic_regression", "hist_gradient_boosting"]
+    # The estimator's own keyword arguments: names checked in load_settings, values by
+    # consumer.estimators (it needs scikit-learn).
     params: dict[str, int | float | str | bool | None] = Field(default_factory=dict)
     random_state: int = 42
 
@@ -213,6 +217,7 @@ class Settings(StrictSection):
     services: ServiceSettings = ServiceSettings()
     sensor: SensorSettings = SensorSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    alerts: AlertSettings = AlertSettings()
     paths: PathSettings = PathSettings()
     profile: Literal["embedded", "scale"] = "embedded"  # ARRIVALS_PROFILE overrides
     scale: ScaleSettings = ScaleSettings()
@@ -249,7 +254,7 @@ class Settings(StrictSection):
 
     @property
     def dirs(self) -> Paths:
-        return Paths(home=self.paths.home)
+        return Paths(home=self.paths.home, data_dir=self.paths.data)
 
     @property
     def prefect_api_url(self) -> str:
@@ -262,7 +267,8 @@ class Settings(StrictSection):
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.services.client_host}:{self.services.mlflow_port}"
+        host = self.services.mlflow_host or self.services.client_host
+        return f"http://{host}:{self.services.mlflow_port}"
 
     @property
     def ledger_url(self) -> str:
@@ -333,6 +339,10 @@ def load_settings(config: str | Path | None = None) -> Settings:
         settings = Settings.model_validate(raw)
     except ValidationError as error:
         raise SettingsError(_format_error(error, config_file)) from None
+    # Names only (no scikit-learn import here); values: consumer.estimators at `up`/training.
+    unknown = unknown_param(settings.model.kind, settings.model.params)
+    if unknown is not None:
+        raise SettingsError(f"{config_file}: {unknown}")
 
     if settings.services.expose:
         if not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
@@ -351,9 +361,11 @@ def load_settings(config: str | Path | None = None) -> Settings:
     holdout_file = _beside(config_file, settings.holdout.file)
     if holdout_file is not None and not holdout_file.is_file():
         raise SettingsError(f"{config_file}: holdout.file: {holdout_file} is not a file")
+    data = settings.paths.data
+    data = None if data is None else (home / data).resolve()  # an absolute one stays as is
     return settings.model_copy(
         update={
-            "paths": settings.paths.model_copy(update={"home": home.resolve()}),
+            "paths": settings.paths.model_copy(update={"home": home.resolve(), "data": data}),
             "dataset": settings.dataset.model_copy(update={"source": source}),
             "holdout": settings.holdout.model_copy(update={"file": holdout_file}),
         }

@@ -118,8 +118,10 @@ def build_accepted_home(folder: Path, config: Path, rows: int, rng: np.random.Ge
 
 def retrain_child(spec: dict[str, Any]) -> dict[str, Any]:
     """In a process of its own: time `consumer.retrain.train` once; peak RSS of this process."""
-    import pyarrow.parquet  # noqa: F401  imported by the first read_parquet; not the stage's cost
+    # Imported ahead, as the warm engine does for a flow run: an import is not the stage's cost.
+    import pyarrow.parquet  # noqa: F401  imported by the first read_parquet
 
+    import consumer.training  # noqa: F401  scikit-learn, imported by the first fit
     from consumer import ingest as ingesting
     from consumer import retrain as stages
     from consumer.context import RetrainContext

@@ -1,5 +1,5 @@
 """Fakes for the systems around the sensor and the retrain: a clock, an event emitter, a
-filesystem observer, the Prefect run states and a model registry.
+filesystem observer, the Prefect run states, a model registry and a notifier.
 
 A `Journal` shared by the fakes (and a `JournalingLedger` around a real ledger) records the
 order in which a retrain writes to each system.
@@ -14,6 +14,7 @@ from typing import Any
 
 from consumer.registry import Champion, ModelRun, Registered
 from shared import events
+from shared.alerts import Alert
 from shared.events import EventNotDelivered
 from shared.ledger import Ledger
 
@@ -219,3 +220,15 @@ class FakeRegistry:
 
     def load_model(self, version: str) -> Any:
         return self.models[version]
+
+
+class FakeNotifier:
+    """Records the alerts it is asked to send; `fail` makes it report them undelivered."""
+
+    def __init__(self) -> None:
+        self.sent: list[Alert] = []
+        self.fail = False
+
+    def send(self, alert: Alert) -> bool:
+        self.sent.append(alert)
+        return not self.fail

@@ -23,6 +23,7 @@ from tests.support.data import ROWS
 from tests.support.fakes import (
     FakeClock,
     FakeEmitter,
+    FakeNotifier,
     FakeObserver,
     FakeRegistry,
     FakeRunStates,
@@ -42,6 +43,7 @@ class SensorRig:
         self.ledger_clock = FakeClock(1_000_000.0)
         self.ledger = Ledger(settings.ledger_url, clock=self.ledger_clock)
         self.emitter = FakeEmitter()
+        self.notifier = FakeNotifier()
         self.observers: list[FakeObserver] = []
         self.sensor = InboxSensor(
             settings,
@@ -50,6 +52,7 @@ class SensorRig:
             clock=self.clock,
             observer_factory=self._observer,
             run_states=run_states,
+            notifier=self.notifier,
         )
         self.inbox = settings.dirs.inbox
 

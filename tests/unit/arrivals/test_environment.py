@@ -9,6 +9,7 @@ import pytest
 from arrivals.environment import (
     AF_UNIX_PATH_MAX,
     child_env,
+    mlflow_allowed_hosts,
     prefect_env,
     prefect_ports,
     replica_api_url,
@@ -112,3 +113,20 @@ def test_warm_start_needs_the_switch_and_a_socket_path_that_fits(
     )
     expected = tmp_path / home_name / "run" / "engine.sock" if warm else None
     assert warm_engine_socket(chosen) == expected
+
+
+def exposed(settings: Settings, **services: object) -> Settings:
+    """The same settings with `services` overrides (exposure on)."""
+    changed = settings.services.model_copy(update={"expose": True, **services})
+    return settings.model_copy(update={"services": changed})
+
+
+def test_mlflow_allows_the_configured_names_and_this_machines_own_clients(
+    settings: Settings,
+) -> None:
+    wildcard = exposed(settings, host="0.0.0.0", allowed_hosts=["box.lan:*"], mlflow_port=5123)
+    # The worker and `arrivals status` reach MLflow at its loopback URL: refused (403) if missing.
+    assert mlflow_allowed_hosts(wildcard) == ["box.lan:*", "127.0.0.1:5123", "localhost:5123"]
+    assert wildcard.mlflow_url == "http://127.0.0.1:5123"
+    lan = exposed(settings, host="10.1.2.3", allowed_hosts=["10.1.2.3:5000"], mlflow_port=5000)
+    assert mlflow_allowed_hosts(lan) == ["10.1.2.3:5000", "127.0.0.1:5000", "localhost:5000"]

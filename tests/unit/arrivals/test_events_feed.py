@@ -283,6 +283,29 @@ def test_log_alerts_follow_from_the_end_at_each_files_level(tmp_path: Path) -> N
         alerts.close()
 
 
+def test_log_alerts_follow_a_log_across_its_rotation(tmp_path: Path) -> None:
+    from arrivals.logpump import RotatingLog
+
+    sensor = tmp_path / "sensor.log"
+    log = RotatingLog(sensor, max_bytes=90, backups=2)
+    alerts = LogAlerts({sensor: "WARNING"})
+    try:
+        log.write(b"00:00:01 WARNING x: before the rotation\n")
+        assert alerts.read() == [("sensor", "00:00:01 WARNING x: before the rotation")]
+        # One line still goes into the old file, the next starts sensor.log anew.
+        log.write(b"00:00:02 WARNING x: last in the old file\n00:00:03 ERROR x: first in new\n")
+        assert (tmp_path / "sensor.log.1").exists()
+        assert alerts.read() == [
+            ("sensor", "00:00:02 WARNING x: last in the old file"),
+            ("sensor", "00:00:03 ERROR x: first in new"),
+        ]
+        log.write(b"00:00:04 WARNING x: and on\n")
+        assert alerts.read() == [("sensor", "00:00:04 WARNING x: and on")]
+    finally:
+        log.close()
+        alerts.close()
+
+
 # -- HTTP, against a fake Prefect API --------------------------------------------------------
 class FakeEventsApi:
     """`POST /events/filter` + `GET next_page` over a list of events, as Prefect pages them."""

@@ -223,6 +223,13 @@ def _delete(path: str) -> Callable[[dict[str, Any]], None]:
         ),
         pytest.param(_set("sensor.settle_seconds", 0), ["sensor.settle_seconds"], id="settle"),
         pytest.param(_delete("model"), ["model"], id="missing-section"),
+        pytest.param(
+            _set("services.log_max_bytes", 1000), ["services.log_max_bytes"], id="log-too-small"
+        ),
+        pytest.param(_set("services.log_backups", 0), ["services.log_backups"], id="no-backups"),
+        pytest.param(
+            _set("services.log_backups", "many"), ["services.log_backups"], id="backups-not-int"
+        ),
     ],
 )
 def test_bad_params_is_a_one_line_error_naming_the_key(
@@ -233,6 +240,18 @@ def test_bad_params_is_a_one_line_error_naming_the_key(
     for part in expected:
         assert part in message, f"{part!r} not in {message!r}"
     assert str(config.resolve()) in message, "the error names the file"
+
+
+def test_service_logs_rotate_at_10_mib_keeping_5_by_default(
+    write_config: Callable[..., Path],
+) -> None:
+    shipped = load_settings().services
+    assert (shipped.log_max_bytes, shipped.log_backups) == (10 * 1024 * 1024, 5)
+    # The same without the keys: params.yaml says what the code would do anyway.
+    bare = load_settings(
+        write_config(lambda p: [p["services"].pop(k) for k in ("log_max_bytes", "log_backups")])
+    ).services
+    assert (bare.log_max_bytes, bare.log_backups) == (10 * 1024 * 1024, 5)
 
 
 def test_several_problems_are_counted_on_the_same_line(write_config: Callable[..., Path]) -> None:
