@@ -281,11 +281,19 @@ def test_prefect_ui_shows_the_retrain_deployment_and_its_run(
         assert rows[0].startswith("retrain-on-arrival retrain "), rows[0]
         text = page.open(
             f"{stack.settings.prefect_ui_url}/v2/runs/flow-run/{run['id']}",
-            showing=[run["name"], "Completed", f"Registered {model} v{version}"],
+            # The deployment's name comes in a request of its own, after the header ("...").
+            showing=[
+                run["name"],
+                "Completed",
+                "Deployment\nretrain-on-arrival",
+                f"Registered {model} v{version}",
+            ],
         )
-    header = text[: text.index("Details")]  # the run's name, state, flow and deployment
-    assert "Completed" in header and "retrain" in header, header
-    assert "Deployment\nretrain-on-arrival" in header, header
+    # Where the page puts the state and the details panel varies with how fast it renders,
+    # so the page as a whole is asserted: this run, ended well, from the retrain deployment.
+    assert run["name"] in text and "retrain" in text, text
+    assert "Completed" in text and "Failed" not in text and "Crashed" not in text, text
+    assert "Deployment\nretrain-on-arrival" in text, text
     assert f"champion is now v{version}" in text
 
 
