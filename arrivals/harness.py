@@ -21,7 +21,8 @@ import httpx
 import yaml
 
 from arrivals.environment import prefect_ports
-from arrivals.stack import StackError, port_in_use, process_start_time, stop_group
+from arrivals.processes import port_in_use, process_start_time, stop_group
+from arrivals.stack import StackError
 from shared.events import RunStates
 from shared.ledger import FileRecord, FileState, Ledger
 from shared.settings import DEFAULT_CONFIG, Settings, load_settings

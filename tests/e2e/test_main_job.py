@@ -235,7 +235,7 @@ def test_down_stops_everything(stack: RunningStack):
     pids = [s["pid"] for s in stack.status()["services"].values()]
     stack.arrivals("down")
     ports = (stack.settings.services.prefect_port, stack.settings.services.mlflow_port)
-    from arrivals.stack import port_in_use
+    from arrivals.processes import port_in_use
 
     wait_for(lambda: not any(port_in_use("127.0.0.1", p) for p in ports), 20, "ports to close")
     for pid in pids:
