@@ -1,5 +1,5 @@
 """The `arrivals` command: up, down, status, events, drop, release, lineage, accept, retract,
-retrain."""
+retrain, serve, predict."""
 
 from __future__ import annotations
 
@@ -11,15 +11,14 @@ import sys
 import time
 from functools import partial
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from arrivals.ledger_commands import (
     cmd_accept,
+    cmd_drop,
     cmd_lineage,
     cmd_release,
     cmd_retract,
     cmd_retrain,
-    drop_refusal,
     use_prefect_of,
 )
 from shared.logs import setup_logging
@@ -75,6 +74,8 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
         log.info("Elsewhere:  %s", elsewhere)
     log.info("Prefect UI: %s", settings.prefect_ui_url)
     log.info("MLflow UI:  %s", settings.mlflow_url)
+    if "serve" in selected and settings.serve.enabled:
+        log.info("Serving:    %s/invocations  (the champion)", settings.serve_url)
     log.info("Inbox:      %s  (drop CSVs here)", settings.dirs.inbox)
     log.info("Logs:       %s", settings.dirs.logs)
     producer_off = settings.producer_off_reason
@@ -217,55 +218,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
-    if args.batch is not None:
-        producer_off = settings.producer_off_reason
-        if producer_off is not None:
-            log.error(
-                "Cannot produce batch %d: the demo producer is off, %s; "
-                "drop a file of your own instead: arrivals drop FILE",
-                args.batch,
-                producer_off,
-            )
-            return 2
-        return _run_producer(settings, args.batch)
-    source = Path(args.file)
-    if not source.is_file():
-        log.error("%s is not a file", source)
-        return 2
-    refused = drop_refusal(source.name)
-    if refused is not None:
-        log.error("%s", refused)
-        return 2
-    from shared.fs import atomic_copy
+def cmd_serve(settings: Settings, _args: argparse.Namespace) -> int:
+    """The champion over HTTP in the foreground (what `up` runs as the `serve` service)."""
+    from arrivals.ledger_commands import use_prefect_of
+    from serving.server import run
 
-    target = settings.dirs.inbox / source.name
-    settings.dirs.inbox.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        log.error("%s already waits in the inbox; rename the file to drop it again", target)
-        return 2
-    atomic_copy(source, target)
-    log.info("Dropped %s into %s", source, settings.dirs.inbox)
+    use_prefect_of(settings)  # promotion events come from this home's Prefect
+    run(settings)
     return 0
 
 
-def _run_producer(settings: Settings, batch: int) -> int:
-    """Run the producer deployment for one batch now, and wait for it."""
-    from arrivals.reach import PREFECT, WORKER, prefect_calls, require
+def cmd_predict(settings: Settings, args: argparse.Namespace) -> int:
+    from arrivals.predict import cmd_predict as predict
 
-    require(settings, PREFECT, WORKER)
-    use_prefect_of(settings)
-    from prefect.deployments import run_deployment
-
-    from arrivals.topology import PRODUCER_DEPLOYMENT
-
-    with prefect_calls(settings):
-        run = run_deployment(
-            PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]
-        )
-    state = run.state
-    log.info("Producer run %s for batch %d: %s", run.name, batch, state.name if state else "?")
-    return 0 if state is not None and state.is_completed() else 1
+    return predict(settings, args)
 
 
 def _count(text: str) -> int:
@@ -307,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--only",
         metavar="ROLE[,ROLE]",
-        help="start only these roles here: prefect, mlflow, engine, worker, sensor; scale "
+        help="start only these roles here: prefect, mlflow, engine, worker, sensor, serve; scale "
         "profile also replicas, services (docs/scaling.md: the others run on other hosts)",
     )
     up.set_defaults(handler=cmd_up)
@@ -368,6 +334,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "retrain", help="retrain now on the accepted data (no new file needed)"
     ).set_defaults(handler=cmd_retrain)
+    sub.add_parser(
+        "serve", help="serve the champion on services.serve_port (`up` runs it already)"
+    ).set_defaults(handler=cmd_serve)
+    predict = sub.add_parser("predict", help="score a CSV with the champion; write predictions")
+    predict.add_argument("file", help="a CSV with the dataset's feature columns")
+    predict.add_argument("-o", "--output", help="default: FILE.predictions.csv beside it")
+    predict.set_defaults(handler=cmd_predict)
     return parser
 
 

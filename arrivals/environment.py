@@ -110,6 +110,7 @@ def child_env(settings: Settings, environ: Mapping[str, str] | None = None) -> d
     env["ARRIVALS_CONFIG"] = str(settings.config_file)
     env["ARRIVALS_PREFECT_PORT"] = str(settings.services.prefect_port)
     env["ARRIVALS_MLFLOW_PORT"] = str(settings.services.mlflow_port)
+    env["ARRIVALS_SERVE_PORT"] = str(settings.services.serve_port)
     env["ARRIVALS_PROFILE"] = settings.profile
     env["MLFLOW_TRACKING_URI"] = settings.mlflow_url
     # The machine is offline and users did not opt in: no telemetry from any service.

@@ -37,6 +37,7 @@ STACK_VARIABLES = (
     "ARRIVALS_CONFIG",
     "ARRIVALS_PREFECT_PORT",
     "ARRIVALS_MLFLOW_PORT",
+    "ARRIVALS_SERVE_PORT",
 )
 QUIET = {  # no usage reports from a throwaway stack
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -155,13 +156,14 @@ class RunningStack:
     @classmethod
     def fresh(cls, home: Path, config: Path | None = None) -> RunningStack:
         """A stack to run in `home` with `config` (else the shipped params.yaml) on free ports."""
-        first = free_ports(PREFECT_PORTS + 1)
+        first = free_ports(PREFECT_PORTS + 2)
         env = {
             **os.environ,
             **QUIET,
             "ARRIVALS_HOME": str(home),
             "ARRIVALS_PREFECT_PORT": str(first),
             "ARRIVALS_MLFLOW_PORT": str(first + PREFECT_PORTS),
+            "ARRIVALS_SERVE_PORT": str(first + PREFECT_PORTS + 1),
         }
         if config is None:
             env.pop("ARRIVALS_CONFIG", None)
@@ -231,7 +233,7 @@ class RunningStack:
             for sig, previous in shielded.items():
                 signal.signal(sig, previous)
         s = self.settings
-        for port in [*prefect_ports(s), s.services.mlflow_port]:
+        for port in [*prefect_ports(s), s.services.mlflow_port, s.services.serve_port]:
             if port_in_use(s.services.host, port):
                 log.error("port %d still answers after stopping %s", port, s.home)
         log.info("Stack in %s stopped", s.home)

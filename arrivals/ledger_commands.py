@@ -329,3 +329,55 @@ def _wait_until_no_retrain_runs(deadline: float) -> None:
                 log.info("Waiting for retrain run %s to end (one retrain at a time)", runs[0].name)
                 said = True
             time.sleep(0.5)
+
+
+def cmd_drop(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy a CSV into the inbox atomically, or run the producer for one batch now."""
+    if args.batch is not None:
+        producer_off = settings.producer_off_reason
+        if producer_off is not None:
+            log.error(
+                "Cannot produce batch %d: the demo producer is off, %s; "
+                "drop a file of your own instead: arrivals drop FILE",
+                args.batch,
+                producer_off,
+            )
+            return 2
+        return _run_producer(settings, args.batch)
+    source = Path(args.file)
+    if not source.is_file():
+        log.error("%s is not a file", source)
+        return 2
+    refused = drop_refusal(source.name)
+    if refused is not None:
+        log.error("%s", refused)
+        return 2
+    from shared.fs import atomic_copy
+
+    target = settings.dirs.inbox / source.name
+    settings.dirs.inbox.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        log.error("%s already waits in the inbox; rename the file to drop it again", target)
+        return 2
+    atomic_copy(source, target)
+    log.info("Dropped %s into %s", source, settings.dirs.inbox)
+    return 0
+
+
+def _run_producer(settings: Settings, batch: int) -> int:
+    """Run the producer deployment for one batch now, and wait for it."""
+    from arrivals.reach import PREFECT, WORKER, prefect_calls, require
+
+    require(settings, PREFECT, WORKER)
+    use_prefect_of(settings)
+    from prefect.deployments import run_deployment
+
+    from arrivals.topology import PRODUCER_DEPLOYMENT
+
+    with prefect_calls(settings):
+        run = run_deployment(
+            PRODUCER_DEPLOYMENT, parameters={"batch": batch}, timeout=120, tags=["manual"]
+        )
+    state = run.state
+    log.info("Producer run %s for batch %d: %s", run.name, batch, state.name if state else "?")
+    return 0 if state is not None and state.is_completed() else 1

@@ -1,8 +1,8 @@
 """Roles: which of a stack's processes `arrivals up --only ROLE,...` runs on this host.
 
 A role is a kind of process (docs/scaling.md): `prefect` (the first API server), `mlflow`,
-`engine`, `worker`, `sensor`, and in the scale profile `replicas` (the API servers after the
-first) and `services` (prefect-services). Pure, but for the one-line file in which a home
+`engine`, `worker`, `sensor`, `serve`, and in the scale profile `replicas` (the API servers
+after the first) and `services` (prefect-services). Pure, but for the one-line file in which a home
 remembers its roles, so `status` knows which processes are local and which run elsewhere.
 """
 
@@ -23,8 +23,9 @@ MLFLOW = "mlflow"
 ENGINE = "engine"
 WORKER = "worker"
 SENSOR = "sensor"
-EMBEDDED_ROLES = (PREFECT, MLFLOW, ENGINE, WORKER, SENSOR)
-SCALE_ROLES = (PREFECT, REPLICAS, SERVICES, MLFLOW, ENGINE, WORKER, SENSOR)
+SERVE = "serve"
+EMBEDDED_ROLES = (PREFECT, MLFLOW, ENGINE, WORKER, SENSOR, SERVE)
+SCALE_ROLES = (PREFECT, REPLICAS, SERVICES, MLFLOW, ENGINE, WORKER, SENSOR, SERVE)
 # Their processes talk to the Prefect API from the start: a host without `prefect` waits
 # for the remote one before starting them (a worker cannot even register without it).
 NEEDS_PREFECT = frozenset({REPLICAS, SERVICES, WORKER, SENSOR})
@@ -36,6 +37,7 @@ ROLE_OF_SERVICE = {
     topology.WARM_ENGINE.name: ENGINE,
     topology.WORKER.name: WORKER,
     topology.SENSOR.name: SENSOR,
+    topology.SERVE.name: SERVE,
 }
 
 

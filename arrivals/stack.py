@@ -140,6 +140,10 @@ class Stack:
             return ServiceStatus(name, pid, pid is not None)
         if service is topology.WARM_ENGINE:
             return ServiceStatus(name, pid, pid is not None and self._engine_listening())
+        if service is topology.SERVE:
+            # /version answers before any champion exists (/ping says 503 until one does).
+            healthy = pid is not None and self._get_ok(f"{s.serve_url}/version")
+            return ServiceStatus(name, pid, healthy, s.serve_url)
         return ServiceStatus(name, pid, pid is not None and self._worker_polling(name))
 
     def _worker_polling(self, name: str) -> bool:
@@ -246,6 +250,9 @@ class Stack:
                 self._worker_name(name),
             ]
             self._spawn(name, argv, env=replica_env(s, self.env, self._index(name)))
+        elif service is topology.SERVE:
+            self._check_port_free(name, s.services.serve_port)
+            self._spawn(name, [sys.executable, "-m", service.module])
         elif service is topology.SENSOR:
             (self.dirs.run / "sensor.alive").unlink(missing_ok=True)
             # The last replica: in the scale profile, events enter through another API server

@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from arrivals.events_feed import human_size, shorten
 from arrivals.stack import Stack
 from shared.fs import read_json
@@ -165,6 +167,19 @@ def oldest_pending_age(ledger: Ledger, now: float) -> float | None:
     return None if oldest is None else round(max(0.0, now - oldest), 1)
 
 
+def serving_from_serve(settings: Settings, services: dict[str, Any]) -> dict[str, Any] | None:
+    """What `arrivals serve` answers with now (GET /version), when it runs here and answers."""
+    entry = services.get("serve")
+    if entry is None or not entry["healthy"] or entry.get("where") == "remote":
+        return None
+    try:
+        response = httpx.get(f"{settings.serve_url}/version", timeout=2.0)
+        response.raise_for_status()
+        return {**response.json(), "url": settings.serve_url}
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def collect_status(
     settings: Settings, *, recent: int = RECENT, registry: Registry | None = None
 ) -> dict[str, Any]:
@@ -206,6 +221,7 @@ def collect_status(
         "primary_metric": settings.promotion.metric,
         "champion": champion,
         "last_decision": last_decision(settings),
+        "serving": serving_from_serve(settings, services),
     }
 
 
@@ -287,6 +303,23 @@ def _champion_line(status: dict[str, Any]) -> str:
     return line if source == "mlflow" else f"{line}  (from {source})"
 
 
+def _serving_line(serving: dict[str, Any], tz: tzinfo | None) -> str:
+    if serving.get("version") is None:
+        return f"no champion to serve yet ({serving['url']}/invocations answers 503)"
+    loaded = datetime.fromisoformat(serving["loaded_at"]).astimezone(tz)
+    line = f"v{serving['version']} since {loaded:%H:%M:%S} at {serving['url']}/invocations"
+    shadow = serving.get("shadow")
+    if shadow:
+        if shadow.get("rows"):
+            line += (
+                f"; shadow v{shadow['version']} agrees on {shadow['agreement']:.1%} of "
+                f"{shadow['rows']:,} rows ({shadow['requests']:,} requests)"
+            )
+        else:
+            line += f"; shadow v{shadow['version']} (no request scored yet)"
+    return line
+
+
 def _health_cell(entry: dict[str, Any]) -> str:
     """`yes`/`NO` for this host's processes; `reachable`/`UNREACHABLE`/`not checked` else."""
     if entry.get("where") != "remote":
@@ -328,6 +361,8 @@ def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
     last = status.get("last_decision")
     if last:
         lines.append(f"DECISION    v{last['version']}: {last['reason']}")
+    if status.get("serving"):
+        lines.append(f"SERVING     {_serving_line(status['serving'], tz)}")
     recent = status.get("recent") or []
     lines += ["", f"LAST {len(recent)} ARRIVALS" if recent else "NO ARRIVALS YET"]
     if recent:

@@ -173,8 +173,9 @@ WARM_ENGINE = Service(
 )
 WORKER = Service("worker", None, lambda s: s.scale.workers if s.scaled else 1)
 SENSOR = Service("sensor", "automations.sensor", lambda s: 1)
+SERVE = Service("serve", "serving.server", lambda s: 1 if s.serve.enabled else 0)
 # In start order: the engine before the workers, so their first run can start warm.
-SERVICES = (PREFECT_SERVER, PREFECT_SERVICES, MLFLOW_SERVER, WARM_ENGINE, WORKER, SENSOR)
+SERVICES = (PREFECT_SERVER, PREFECT_SERVICES, MLFLOW_SERVER, WARM_ENGINE, WORKER, SENSOR, SERVE)
 
 
 def service_names(settings: Settings) -> list[str]:

@@ -27,7 +27,7 @@ import pandas as pd
 from consumer.csvfile import Cells, Rejected, read_cells
 from shared.settings import ColumnSpec, DatasetSettings
 
-__all__ = ["Rejected", "Validated", "validate_csv"]
+__all__ = ["Rejected", "Validated", "check_features", "validate_csv"]
 
 _SHOWN = 3  # how many bad rows a whole-file reason quotes
 _SHOWN_VALUES = 10  # how many allowed values a reason lists
@@ -225,3 +225,26 @@ def validate_csv(path: Path, dataset: DatasetSettings) -> Validated:
         }
     )
     return Validated(frame, bad_rows, total)
+
+
+def check_features(cells: pd.DataFrame, dataset: DatasetSettings) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows to predict (string cells, every feature column present), by the training rules.
+
+    Returns the feature columns typed as training types them, and one reason per bad row
+    (indexed by row position; empty when every row is good).
+    """
+    tokens = {token.strip().lower() for token in dataset.na_values}
+    typed: dict[str, pd.Series] = {}
+    problems: list[pd.Series] = []
+    for name in dataset.features.all:
+        spec = dataset.columns[name]
+        typed[name], found = _check(name, spec, cells[name], tokens, label=False)
+        problems.extend(found)
+    reasons = _reasons(problems)
+    frame = pd.DataFrame(
+        {
+            name: _typed(column, dataset.columns[name]) if reasons.empty else column
+            for name, column in typed.items()
+        }
+    )
+    return frame, reasons

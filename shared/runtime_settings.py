@@ -35,6 +35,7 @@ class ServiceSettings(StrictSection):
     host: str = "127.0.0.1"  # where the servers listen; anything else needs expose: true
     prefect_port: Port = 4200
     mlflow_port: Port = 5000
+    serve_port: Port = 5050  # `arrivals serve` (MLflow's tracking server has 5000)
     worker_query_seconds: Annotated[float, Field(gt=0)] = 1.0
     # Flow runs start as forks of a process that has imported Prefect, pandas, scikit-learn
     # and MLflow already (arrivals/warm_engine.py; on 2 cores a run reaches Running 1.2 s
@@ -71,6 +72,21 @@ class ServiceSettings(StrictSection):
     def prefect_api_url(self, port: int | None = None) -> str:
         """The Prefect API on `port` (an API replica's), by default on `prefect_port`."""
         return f"http://{self.prefect_host or self.client_host}:{port or self.prefect_port}/api"
+
+
+class ServeSettings(StrictSection):
+    """`arrivals serve` (serving/): the champion over HTTP, swapped when the alias moves."""
+
+    enabled: bool = True  # `up` starts the `serve` service
+    # The newest challenger scores every request too; the answer is always the champion's.
+    shadow: bool = False
+    # Inputs, predictions and the version, appended to <home>/predictions/*.parquet.
+    log_predictions: bool = False
+    log_max_bytes: Annotated[int, Field(ge=64 * 1024)] = 8 * 1024 * 1024  # then a new file
+    # The promotion event swaps the model at once; this alias check is the fallback for a
+    # missed event (the Prefect server down at that moment, say).
+    poll_seconds: Annotated[float, Field(gt=0)] = 10.0
+    max_rows: Annotated[int, Field(ge=1)] = 100_000  # per request: a larger one gets a 413
 
 
 class SensorSettings(StrictSection):
@@ -186,6 +202,11 @@ class Paths(BaseModel):
     @property
     def models(self) -> Path:
         return self.home / "models"
+
+    @property
+    def predictions(self) -> Path:
+        """The prediction log (serve.log_predictions): Parquet files rotated by size."""
+        return self.home / "predictions"
 
     @property
     def metrics(self) -> Path:

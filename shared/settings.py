@@ -21,6 +21,7 @@ from shared.runtime_settings import (
     PathSettings,
     ScaleSettings,
     SensorSettings,
+    ServeSettings,
     ServiceSettings,
     StrictSection,
 )
@@ -215,6 +216,7 @@ class Settings(StrictSection):
     training: TrainingSettings = TrainingSettings()
     promotion: PromotionSettings = PromotionSettings()
     services: ServiceSettings = ServiceSettings()
+    serve: ServeSettings = ServeSettings()
     sensor: SensorSettings = SensorSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     alerts: AlertSettings = AlertSettings()
@@ -271,6 +273,11 @@ class Settings(StrictSection):
         return f"http://{host}:{self.services.mlflow_port}"
 
     @property
+    def serve_url(self) -> str:
+        """`arrivals serve` on this host (a client of the served champion)."""
+        return f"http://{self.services.client_host}:{self.services.serve_port}"
+
+    @property
     def ledger_url(self) -> str:
         if self.paths.ledger_url:
             return self.paths.ledger_url
@@ -304,7 +311,7 @@ def load_settings(config: str | Path | None = None) -> Settings:
     """Build the settings from params.yaml (or ARRIVALS_CONFIG) and the environment.
 
     Environment overrides: ARRIVALS_HOME, ARRIVALS_PREFECT_PORT, ARRIVALS_MLFLOW_PORT,
-    ARRIVALS_PROFILE (embedded | scale).
+    ARRIVALS_SERVE_PORT, ARRIVALS_PROFILE (embedded | scale).
     Relative dataset paths resolve against the config file's folder, the home folder
     against the current directory only when given through ARRIVALS_HOME.
     """
@@ -326,6 +333,7 @@ def load_settings(config: str | Path | None = None) -> Settings:
     for key, env_name in (
         ("prefect_port", "ARRIVALS_PREFECT_PORT"),
         ("mlflow_port", "ARRIVALS_MLFLOW_PORT"),
+        ("serve_port", "ARRIVALS_SERVE_PORT"),
     ):
         port = _env_port(env_name)
         if port is not None:

@@ -37,7 +37,7 @@ def stack_for(
             yield running
         finally:
             running.down()
-            for name in ("prefect", "mlflow", "worker", "sensor"):
+            for name in ("prefect", "mlflow", "worker", "sensor", "serve"):
                 log = home / "logs" / f"{name}.log"
                 if log.exists():
                     sys.stderr.write(f"\n--- tail of {name}.log ---\n")

@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from arrivals.topology import PRELOAD
 
 PROJECT = Path(__file__).resolve().parents[3]
-PRODUCT = ("arrivals", "automations", "consumer", "producer", "shared")
+PRODUCT = ("arrivals", "automations", "consumer", "producer", "serving", "shared")
 DEVELOPMENT = ("bench", "tests")
 PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))
 

@@ -55,6 +55,7 @@ def test_remote_entries_name_each_api_server_and_other_roles_once(settings: Sett
         ("prefect-3", "replicas"),
         ("prefect-services", "services"),
         ("worker", "worker"),
+        ("serve", "serve"),
     ]
 
 
@@ -107,7 +108,7 @@ def test_status_of_a_workers_host_shows_its_processes_and_the_remote_servers(
     record_roles(nowhere, WORKERS_HOST)  # as `up --only engine,worker,sensor` leaves it
     status = collect_status(nowhere, recent=0)
     services = status["services"]
-    assert list(services) == ["engine", "worker", "sensor", "prefect", "mlflow"]
+    assert list(services) == ["engine", "worker", "sensor", "prefect", "mlflow", "serve"]
     assert "where" not in services["worker"]  # local: the contract's fields only
     assert services["prefect"] == {
         "healthy": False,

@@ -26,16 +26,9 @@ def no_warm_start(settings: Settings) -> Settings:
 
 # -- parsing ---------------------------------------------------------------------------------
 def test_without_only_every_role_of_the_profile_is_selected(settings: Settings) -> None:
-    assert roles.parse_roles(None, settings) == {"prefect", "mlflow", "engine", "worker", "sensor"}
-    assert roles.parse_roles(None, scaled(settings)) == {
-        "prefect",
-        "replicas",
-        "services",
-        "mlflow",
-        "engine",
-        "worker",
-        "sensor",
-    }
+    embedded = {"prefect", "mlflow", "engine", "worker", "sensor", "serve"}
+    assert roles.parse_roles(None, settings) == embedded
+    assert roles.parse_roles(None, scaled(settings)) == {*embedded, "replicas", "services"}
 
 
 def test_only_takes_a_comma_separated_list_spaces_and_repeats_allowed(settings: Settings) -> None:
@@ -73,7 +66,7 @@ def test_up_with_an_unknown_role_exits_2_with_one_line_and_starts_nothing(
         assert main(["up", "--detach", "--only", "worker,sensr"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
-        "unknown role 'sensr'; roles: prefect, mlflow, engine, worker, sensor",
+        "unknown role 'sensr'; roles: prefect, mlflow, engine, worker, sensor, serve",
     ]
     # Refused before the home was prepared: no folders, no roles remembered, no process.
     assert not settings.dirs.inbox.exists()
@@ -118,12 +111,16 @@ def test_local_processes_of_the_scale_profile(settings: Settings) -> None:
 
 
 def test_remote_roles_are_the_others_that_have_processes(settings: Settings) -> None:
-    assert roles.remote_roles(settings, {"engine", "worker", "sensor"}) == ["prefect", "mlflow"]
+    assert roles.remote_roles(settings, {"engine", "worker", "sensor", "serve"}) == [
+        "prefect",
+        "mlflow",
+    ]
     # No warm start: no engine anywhere, so none elsewhere either.
     assert roles.remote_roles(no_warm_start(settings), {"prefect"}) == [
         "mlflow",
         "worker",
         "sensor",
+        "serve",
     ]
     # One API server: no replicas to run anywhere.
     assert roles.remote_roles(scaled(settings, replicas=1), {"worker"}) == [
@@ -132,6 +129,7 @@ def test_remote_roles_are_the_others_that_have_processes(settings: Settings) -> 
         "mlflow",
         "engine",
         "sensor",
+        "serve",
     ]
 
 
@@ -143,7 +141,7 @@ def test_up_plan_of_one_host_is_todays_up(settings: Settings) -> None:
         await_remote_prefect=False,
         replicas=[],
         apply=Apply.ALWAYS,
-        rest=["engine", "worker", "sensor"],
+        rest=["engine", "worker", "sensor", "serve"],
         migrate=False,
         prepare_data=True,
     )
@@ -179,7 +177,7 @@ def test_up_plan_of_the_scale_profile(settings: Settings) -> None:
     whole = roles.up_plan(scale, roles.parse_roles(None, scale))
     assert whole.first == ["prefect", "mlflow"]
     assert whole.replicas == ["prefect-2"]
-    assert whole.rest == ["prefect-services", "worker", "worker-2", "sensor"]
+    assert whole.rest == ["prefect-services", "worker", "worker-2", "sensor", "serve"]
     assert whole.migrate  # the first API server's host migrates, once, before any server
     replicas_only = roles.up_plan(scale, frozenset({"replicas"}))
     assert replicas_only.replicas == ["prefect-2"]

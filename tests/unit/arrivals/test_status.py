@@ -151,6 +151,12 @@ def test_collect_status_with_everything_down_keeps_the_contract(settings: Settin
     assert [r["name"] for r in status["recent"]] == ["a.csv"]
     assert status["oldest_pending_age_seconds"] >= 0
     assert status["primary_metric"] == settings.promotion.metric
+    assert status["services"]["serve"] == {
+        "healthy": False,
+        "pid": None,
+        "url": settings.serve_url,
+    }
+    assert status["serving"] is None  # nothing to ask while the serve is down
     assert collect_status(settings, recent=0)["recent"] == []
 
 
@@ -350,6 +356,27 @@ def test_render_names_the_champions_source_when_mlflow_is_down() -> None:
     }
     text = render_status(status_object(champion=champion))
     assert "m v2  roc_auc 0.6000  (from models/champion.json (MLflow is down))" in text
+
+
+def test_render_shows_what_the_serve_answers_with_and_its_shadow() -> None:
+    serving = {
+        "url": "http://127.0.0.1:5050",
+        "model": "m",
+        "version": "3",
+        "decision": "promoted",
+        "loaded_at": "2026-11-30T16:05:16.954+00:00",
+        "shadow": {"version": "5", "rows": 1234, "requests": 56, "agreement": 0.9712},
+    }
+    text = render_status(status_object(serving=serving), tz=UTC)
+    assert (
+        "SERVING     v3 since 16:05:16 at http://127.0.0.1:5050/invocations; shadow v5 agrees "
+        "on 97.1% of 1,234 rows (56 requests)"
+    ) in text
+    quiet = {**serving, "shadow": {"version": "5", "decision": "worse than champion"}}
+    assert "; shadow v5 (no request scored yet)" in render_status(status_object(serving=quiet))
+    none_yet = {**serving, "version": None, "loaded_at": None, "shadow": None}
+    assert "SERVING     no champion to serve yet" in render_status(status_object(serving=none_yet))
+    assert "SERVING" not in render_status(status_object(serving=None))
 
 
 def test_render_cuts_long_names_and_notes() -> None:

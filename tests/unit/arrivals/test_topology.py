@@ -71,8 +71,13 @@ def test_every_automation_file_is_declared() -> None:
 
 
 def test_the_services_of_each_profile_in_start_order(settings: Settings) -> None:
-    assert topology.service_names(settings) == ["prefect", "mlflow", "engine", "worker", "sensor"]
-    scaled = settings.model_copy(
+    names = ["prefect", "mlflow", "engine", "worker", "sensor", "serve"]
+    assert topology.service_names(settings) == names
+    no_serve = settings.model_copy(
+        update={"serve": settings.serve.model_copy(update={"enabled": False})}
+    )
+    assert topology.service_names(no_serve) == names[:-1]
+    scaled = no_serve.model_copy(
         update={
             "profile": "scale",
             "scale": ScaleSettings(api_replicas=2, workers=3),

@@ -12,7 +12,7 @@ import prefect.deployments
 import pytest
 import yaml
 
-from arrivals import cli
+from arrivals import cli, ledger_commands
 from arrivals.harness import write_params
 from arrivals.topology import PRODUCER_DEPLOYMENT, RETRAIN_DEPLOYMENT, deployment_specs
 from shared.settings import SettingsError, load_settings
@@ -103,7 +103,7 @@ def test_drop_batch_explains_why_it_cannot_run(
 
 def test_drop_batch_still_runs_the_producer_when_it_is_on(settings, monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr(cli, "_run_producer", lambda s, batch: calls.append(batch) or 0)
+    monkeypatch.setattr(ledger_commands, "_run_producer", lambda s, batch: calls.append(batch) or 0)
     assert cli.main(["drop", "--batch", "2"]) == 0
     assert calls == [2]
 
