@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: help install up up-detach down status test test-scale test-unit bench lint format run-manual clean
+.PHONY: help install up up-detach down status test test-scale test-unit bench soak lint format run-manual clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,14 @@ test-unit: install ## Only the tests that start no services
 # the wheel; `.venv/bin/python -m bench --help` lists the options.
 bench: install ## Measure drop latency, bursts, retrain cost (~6 min here; ARGS="--parts latency")
 	$(BIN)/python -m bench $(ARGS)
+
+# A fresh stack under arrivals that never stop, kill -9s every 20-45 s and a full data folder;
+# invariants checked at the end. Needs root (the data folder goes on a small tmpfs). The table
+# on stdout, JSON in soak/results/ (git-ignored); the last line is the verdict.
+MINUTES ?= 10
+PROFILE ?= embedded
+soak: install ## Chaos soak: make soak MINUTES=10 PROFILE=embedded|scale (exit 1 on any loss)
+	$(BIN)/python -m soak --minutes $(MINUTES) --profile $(PROFILE) $(ARGS)
 
 lint: install ## ruff check + format check
 	$(BIN)/ruff check .

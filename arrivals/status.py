@@ -1,8 +1,8 @@
 """`arrivals status`: services, files, recent arrivals, champion; also when services are down.
 
 `collect_status` gathers the facts (the operator contract's JSON object, extended with
-`recent`, `oldest_pending_age_seconds`, `primary_metric` and `logs`); `render_status` is
-pure and turns that object into the compact table people read.
+`recent`, `oldest_pending_age_seconds`, `primary_metric`, `logs` and `disk`, see
+`arrivals.disk`); `render_status` is pure and turns that object into the table people read.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from arrivals.disk import disk_line, disk_problem, disk_status
 from arrivals.events_feed import human_size, shorten
 from arrivals.stack import Stack
 from shared.fs import read_json
-from shared.ledger import PENDING_STATES, Disposition, FileState, Ledger
+from shared.ledger import PENDING_STATES, WAITING_FOR_SPACE, Disposition, FileState, Ledger
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ def recent_arrivals(ledger: Ledger, limit: int, now: float) -> list[dict[str, An
         )
         if outcome == Disposition.DUPLICATE:
             note = f"same content as {arrival.duplicate_of}"
+        elif outcome == PENDING and (record.reason or "").startswith(WAITING_FOR_SPACE):
+            note = record.reason or ""  # which write found the data folder full
         elif outcome == PENDING:
             note = WAITING_FOR.get(record.state, record.state)
         elif outcome == FileState.RELEASED:
@@ -202,6 +205,7 @@ def collect_status(
         files = ledger.counts()
         last = recent_arrivals(ledger, recent, now) if recent > 0 else []
         pending_age = oldest_pending_age(ledger, now)
+        waiting = ledger.waiting_for_space()
     finally:
         ledger.close()
     if services["mlflow"]["healthy"]:
@@ -222,6 +226,7 @@ def collect_status(
         "champion": champion,
         "last_decision": last_decision(settings),
         "serving": serving_from_serve(settings, services),
+        "disk": disk_status(settings.dirs.data, waiting),
     }
 
 
@@ -238,6 +243,8 @@ def check_status(status: dict[str, Any], max_wait: float) -> tuple[bool, str]:
             f"a file has waited {human_age(age)} to be trained, over --max-wait "
             f"{human_age(max_wait)} ({pending} pending; `arrivals status` says what each waits for)"
         )
+    if full := disk_problem(status.get("disk")):
+        problems.append(full)
     if problems:
         return False, "FAIL: " + "; ".join(problems)
     waiting = "nothing pending" if age is None else f"{pending} pending, oldest {human_age(age)}"
@@ -356,8 +363,10 @@ def render_status(status: dict[str, Any], *, tz: tzinfo | None = None) -> str:
         f"FILES       {_files_line(status)}",
         f"INBOX       {status['inbox']}",
         f"QUARANTINE  {status['quarantine']}",
-        f"CHAMPION    {_champion_line(status)}",
     ]
+    if disk := disk_line(status.get("disk")):
+        lines.append(f"DISK        {disk}")
+    lines.append(f"CHAMPION    {_champion_line(status)}")
     last = status.get("last_decision")
     if last:
         lines.append(f"DECISION    v{last['version']}: {last['reason']}")

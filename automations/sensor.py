@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from automations.door import not_csv_reason, quarantine, release_hint, special_key, special_reason
+from automations.door import not_csv_reason, special_key, special_reason
+from automations.set_aside import archive_duplicate, refuse
 from automations.settler import (
     CLOSED,
     CREATED,
@@ -38,8 +39,8 @@ from automations.settler import (
 )
 from automations.stuck import StuckFiles
 from shared import events
-from shared.alerts import BackgroundNotifier, NoNotifier, Notifier, notifier_for, rejected_alert
-from shared.fs import is_temp_name, move_into, sha256_file
+from shared.alerts import BackgroundNotifier, NoNotifier, Notifier, notifier_for
+from shared.fs import is_temp_name, sha256_file
 from shared.ledger import Arrival, Disposition, Ledger
 from shared.settings import Settings
 
@@ -168,7 +169,8 @@ class InboxSensor:
         """Hash and record one complete file; duplicates and refusals move away right away.
 
         A CSV waits in the inbox for a retrain. Anything else is refused (see
-        `automations.door`): recorded as rejected, so it shows in a count, and quarantined.
+        `automations.door`): recorded as rejected, so it shows in a count, and quarantined
+        (`automations.set_aside`, which a full data folder never stops).
         """
         try:
             st = path.lstat()
@@ -193,18 +195,9 @@ class InboxSensor:
         if arrival is None:
             return None
         if arrival.disposition == Disposition.REFUSED:
-            where = quarantine(path, self.settings.dirs.quarantine, sha256=sha256, reason=refused)
-            self.ledger.set_stored_path(sha256, str(where))
-            self.ledger.move_arrival(arrival.id, str(where))
-            log.warning("Rejected %s: %s (moved to %s)", path.name, refused, where)
-            hint = release_hint(path.name, refused)
-            self.notifier.send(rejected_alert(path.name, refused, str(where), hint))
+            refuse(self.settings.dirs, self.ledger, self.notifier, path, arrival, refused)
         elif arrival.disposition == Disposition.DUPLICATE:
-            moved = move_into(path, self.settings.dirs.archive / "duplicates", path.name)
-            self.ledger.move_arrival(arrival.id, str(moved))
-            log.info(
-                "%s is a duplicate of %s (moved to %s)", path.name, arrival.duplicate_of, moved
-            )
+            archive_duplicate(self.settings.dirs, self.ledger, path, arrival)
         else:
             log.info(
                 "Detected %s (%d bytes, sha256 %s, via %s)", path.name, st.st_size, sha256[:12], via

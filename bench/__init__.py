@@ -13,6 +13,9 @@ Parts (choose with --parts; the default is all of them):
   default-polling  the single-drop latency again with Prefect's default 10 s worker poll
   retrain          the retrain stage alone (no servers) as accepted data grows to 1M rows
   decisions        promotions between equal models, and what one decision costs
+  serve            `arrivals serve`: requests/s and latency for 1 and 100 rows, promotion
+                   event -> first answer from the new version, failed requests during 20
+                   promotions under load; `mlflow models serve` of the same model beside it
 
 Every stack is started with `arrivals up --detach` in its own temporary home, on free
 ports, with the producer's clock parked, and always stopped with `arrivals down`.

@@ -12,7 +12,7 @@ import bench
 from bench.scenarios.retrain import retrain_child
 from shared.logs import setup_logging
 
-PARTS = ("latency", "window", "burst", "default-polling", "retrain", "decisions")
+PARTS = ("latency", "window", "burst", "default-polling", "retrain", "decisions", "serve")
 BURST_SIZES = (100, 500)
 
 
@@ -68,6 +68,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=200,
         help="pairs of equal models in the decisions part (default 200)",
     )
+    parser.add_argument(
+        "--serve-seconds",
+        type=float,
+        default=15,
+        help="seconds each throughput loop of the serve part is timed (default 15)",
+    )
+    parser.add_argument(
+        "--serve-promotions",
+        type=int,
+        default=20,
+        help="promotions under steady load in the serve part (default 20)",
+    )
+    parser.add_argument(
+        "--serve-restarts",
+        type=int,
+        default=3,
+        help="restarts of `mlflow models serve` in the serve part (default 3)",
+    )
     parser.add_argument("--seed", type=int, default=4, help="seed of the synthetic rows")
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes and logs")
     parser.add_argument("--retrain-child", help=argparse.SUPPRESS)
@@ -83,6 +101,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--bursts {args.bursts!r}: expected comma-separated numbers")
     if args.drops < 1 or args.default_polling_drops < 1:
         parser.error("--drops and --default-polling-drops must be at least 1")
+    if args.serve_seconds <= 0 or args.serve_promotions < 1 or args.serve_restarts < 1:
+        parser.error("--serve-seconds must be positive, --serve-promotions and --serve-restarts 1+")
     return args
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from bench.scenarios.burst import render_bursts
 from bench.scenarios.latency import polling_parts, render_polling_comparison, render_stages
 from bench.scenarios.retrain import render_retrain
+from bench.scenarios.serve import render_serve
 from bench.scenarios.window import render_window
 from shared.fs import atomic_write_json
 from shared.settings import PROJECT_ROOT
@@ -102,6 +103,8 @@ def render_report(report: dict[str, Any]) -> str:
         from bench.scenarios.decisions import render_decisions
 
         out.append(render_decisions(decisions))
+    if isinstance(serve := report["parts"].get("serve"), dict) and "throughput" in serve:
+        out.append(render_serve(serve))  # shown even when it failed (its failed requests)
     errors = report_errors(report)
     if errors:
         out += ["## Parts that failed", "", *(f"- {k}: {v}" for k, v in errors.items()), ""]

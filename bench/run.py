@@ -23,6 +23,7 @@ from bench.report import RESULTS_DIR, machine_info, render_report, report_errors
 from bench.scenarios.burst import BURST_TARGETS, measure_bursts
 from bench.scenarios.latency import DEFAULT_POLL_SECONDS, LATENCY_TARGETS, measure_drops
 from bench.scenarios.retrain import RETRAIN_TARGETS, measure_retrain
+from bench.scenarios.serve import SERVE_OVERRIDES, SERVE_TARGETS, measure_serve
 from bench.scenarios.window import measure_window_drops
 from bench.stacks import PART_ERRORS, running_stack
 from shared.settings import load_settings
@@ -102,6 +103,19 @@ def _measure_all(args: argparse.Namespace, root: Path, report: dict[str, Any]) -
             report,
             lambda: measure_decisions(load_settings(), args.decision_pairs, args.seed),
         )
+    if "serve" in args.parts:
+
+        def serve() -> dict[str, Any]:
+            with running_stack(root / "serve", SERVE_OVERRIDES) as stack:
+                return measure_serve(
+                    stack,
+                    root / "serve",
+                    seconds=args.serve_seconds,
+                    promotions=args.serve_promotions,
+                    restarts=args.serve_restarts,
+                )
+
+        _guarded("serve", report, serve)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             "latency": LATENCY_TARGETS,
             "burst": {str(k): v for k, v in BURST_TARGETS.items()},
             "retrain": {f"{r}/{p}": v for (r, p), v in RETRAIN_TARGETS.items()},
+            "serve": SERVE_TARGETS,
         },
         "parts": {},
         "part_seconds": {},

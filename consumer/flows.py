@@ -48,11 +48,12 @@ def _ingest_run_name() -> str:
 # One task run per round, not per file: a task run costs Prefect about 0.07 s here, which was
 # most of a 500-file burst. Each file's outcome is in the ledger, the log and its events.
 @task(cache_policy=NO_CACHE, task_run_name=_ingest_run_name)
-def ingest_files(ctx: RetrainContext, records: list[FileRecord]) -> list[ingesting.Accepted]:
+def ingest_files(ctx: RetrainContext, records: list[FileRecord]) -> ingesting.Ingested:
     """Validate the claimed files; accept each into the archive or quarantine it with a reason."""
-    accepted = [accepted for record in records if (accepted := ingesting.ingest(ctx, record))]
-    ctx.logger.info("Accepted %d of %d file(s)", len(accepted), len(records))
-    return accepted
+    ingested = ingesting.ingest_all(ctx, records)
+    waiting = f"; {len(ingested.waiting)} wait for space" if ingested.waiting else ""
+    ctx.logger.info("Accepted %d of %d file(s)%s", len(ingested.accepted), len(records), waiting)
+    return ingested
 
 
 @task(cache_policy=NO_CACHE)
@@ -82,17 +83,20 @@ def register_and_judge(ctx: RetrainContext, judged: Judged) -> dict:
 def _train_round(ctx: RetrainContext, claimed: list[FileRecord], round_no: int) -> dict:
     from consumer.training import NotTrainable  # scikit-learn: imported when a round trains
 
-    accepted = ingest_files(ctx, claimed) if claimed else []
+    ingested = ingest_files(ctx, claimed) if claimed else ingesting.Ingested([], [], [])
+    accepted = ingested.accepted
+    # Files that wait for space are left out of this round: it trains on what it could store.
+    waiting = {"waiting": ingested.waiting} if ingested.waiting else {}
     if claimed and not accepted:
-        return {"version": None, "files": [], "rejected": [r.name for r in claimed]}
+        return {"version": None, "files": [], "rejected": ingested.rejected, **waiting}
     try:
         trained = train_model(ctx, accepted)
     except NotTrainable as reason:
-        return stages.keep_without_model(ctx, accepted, str(reason))
+        return stages.keep_without_model(ctx, accepted, str(reason)) | waiting
     judged = judge_challenger(ctx, trained, round_no)
     if judged.trained is None:
-        return stages.only_suspects(ctx, judged, accepted)
-    return register_and_judge(ctx, judged)
+        return stages.only_suspects(ctx, judged, accepted) | waiting
+    return register_and_judge(ctx, judged) | waiting
 
 
 @dataclass(frozen=True)
@@ -120,12 +124,16 @@ def run_rounds(
     logger = ctx.logger
     announced = list(announced)
     rounds: list[dict] = []
+    # A claim covers every file the run holds, and a file waiting for space keeps its claim
+    # until the run ends: a run gives each file one round, or it would retry it at once.
+    taken: set[str] = set()
     try:
         # Single flight: keep taking what arrived during the last round, so a burst costs
         # a few trainings in one process instead of one process per file; then what arrives
         # while the trigger still ignores arrivals, which only this run can take.
         while len(rounds) < ctx.settings.consumer.max_rounds_per_run:
-            claimed = steps.claim(ctx)
+            claimed = [r for r in steps.claim(ctx) if r.sha256 not in taken]
+            taken.update(r.sha256 for r in claimed)
             if claimed:
                 logger.info("Round %d: claimed %d file(s)", len(rounds) + 1, len(claimed))
                 announced += [r.announced_at for r in claimed if r.announced_at is not None]
@@ -145,6 +153,11 @@ def run_rounds(
             rounds.append(steps.train_round(ctx, [], 1))
         elif not rounds:
             logger.info("Nothing to do for %s: an earlier run already took it.", trigger)
+        # Held until now so this run did not take them again at once: the sensor's sweep
+        # announces them again (sensor.reannounce_after_seconds), and a later run retries.
+        waiting = ctx.ledger.release_waiting(ctx.run_id)
+        if waiting:
+            logger.warning("%d file(s) wait for space in %s", waiting, ctx.settings.dirs.data)
         return rounds
     except BaseException:
         released = ctx.ledger.release_claims(ctx.run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,19 @@ from typing import Any
 
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp", "~")
 CSV_SUFFIXES = (".csv", ".csv.gz")  # what Arrivals reads; a .csv.gz is decompressed on the fly
+OUT_OF_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})  # the filesystem, or the user's quota
+
+
+def is_out_of_space(error: OSError) -> bool:
+    """Whether `error` says the filesystem (or the writer's disk quota) is full."""
+    return error.errno in OUT_OF_SPACE
+
+
+def free_space(path: Path) -> tuple[int, int]:
+    """(free, total) bytes of the filesystem holding `path`; free as an unprivileged writer
+    may still use it (statvfs `f_bavail`)."""
+    usage = shutil.disk_usage(path)
+    return usage.free, usage.total
 
 
 def is_temp_name(name: str) -> bool:
@@ -46,17 +60,26 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temp file in the same folder, fsync, then rename into place.
+
+    A failure leaves no temp file behind, and its OSError names `path` (a rename names both).
+    """
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # half-written: never left where it can be read
+            raise
+    except OSError as error:
+        # The temp name means nothing to whoever reads this (a full disk's note, a log).
+        if error.errno and error.filename2 is None:
+            error.filename = str(path)
         raise
 
 

@@ -37,6 +37,7 @@ from shared.ledger_schema import (
 
 __all__ = [
     "PENDING_STATES",
+    "WAITING_FOR_SPACE",
     "Arrival",
     "ClaimLost",
     "Disposition",
@@ -45,6 +46,10 @@ __all__ = [
     "Ledger",
     "LedgerSchemaError",
 ]
+
+# How the note of a pending file starts when its last attempt found the data folder full
+# (`consumer.ingest.wait_for_space`); `arrivals status` counts these files.
+WAITING_FOR_SPACE = "waiting for space"
 
 
 class Ledger(LedgerArrivals, LedgerReads, LedgerAlerts):
@@ -147,6 +152,40 @@ class Ledger(LedgerArrivals, LedgerReads, LedgerAlerts):
             )
         return result.rowcount
 
+    def release_waiting(self, run_id: str) -> int:
+        """Give back the files this run could not store (the data folder was full).
+
+        Announced again, so a later run retries them. This run left no partial work to
+        undo, so the claim note goes back to the run before it (if that one died).
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                files_table.update()
+                .where(
+                    files_table.c.state == FileState.CLAIMED,
+                    files_table.c.claimed_by == run_id,
+                    files_table.c.reason.startswith(WAITING_FOR_SPACE),
+                )
+                .values(
+                    state=FileState.ANNOUNCED,
+                    claim_expires_at=None,
+                    claimed_by=files_table.c.previous_claimed_by,
+                )
+            )
+        return result.rowcount
+
+    def waiting_for_space(self) -> int:
+        """How many pending files wait for space in the data folder (see `release_waiting`)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count())
+                .select_from(files_table)
+                .where(
+                    files_table.c.state.in_(PENDING_STATES),
+                    files_table.c.reason.startswith(WAITING_FOR_SPACE),
+                )
+            ).scalar_one()
+
     def claiming_runs(self) -> set[str]:
         """Runs that hold claims now."""
         with self.engine.connect() as conn:
@@ -174,8 +213,8 @@ class Ledger(LedgerArrivals, LedgerReads, LedgerAlerts):
                 files_table.update().where(files_table.c.sha256 == sha256).values(stored_path=path)
             )
 
-    def set_note(self, sha256: str, note: str) -> None:
-        """A remark on an accepted file (e.g. rows dropped), kept in `reason` once it trains."""
+    def set_note(self, sha256: str, note: str | None) -> None:
+        """A remark on a file (rows dropped, waiting for space) in `reason`; None clears it."""
         with self.engine.begin() as conn:
             conn.execute(
                 files_table.update().where(files_table.c.sha256 == sha256).values(reason=note)

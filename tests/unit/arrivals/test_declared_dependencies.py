@@ -20,7 +20,7 @@ from arrivals.topology import PRELOAD
 
 PROJECT = Path(__file__).resolve().parents[3]
 PRODUCT = ("arrivals", "automations", "consumer", "producer", "serving", "shared")
-DEVELOPMENT = ("bench", "tests")
+DEVELOPMENT = ("bench", "soak", "tests")
 PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared import fs
+from tests.support.full_disk import FullDisk
 
 
 @pytest.mark.parametrize(
@@ -76,6 +77,19 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temp(
     monkeypatch.undo()
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["data.txt"]
+
+
+def test_an_atomic_write_on_a_full_disk_leaves_nothing_and_names_its_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = FullDisk(monkeypatch)
+    full.fill(lambda _path: True)
+    target = tmp_path / "accepted" / "x.parquet"
+    with pytest.raises(OSError) as raised:
+        fs.atomic_write_bytes(target, b"rows" * 10_000)
+    assert fs.is_out_of_space(raised.value)
+    assert raised.value.filename == str(target), "not the temp file's name"
+    assert list(target.parent.iterdir()) == [], "no temp file, no half-written target"
 
 
 def test_atomic_write_uses_a_temp_name_the_sensor_ignores(
