@@ -52,7 +52,7 @@ test-unit: install ## Only the tests that start no services
 # Fresh stacks in temporary homes on free ports, always stopped. Tables on stdout, JSON in
 # bench/results/ (git-ignored). The benchmark is the top-level `bench` package, not shipped in
 # the wheel; `.venv/bin/python -m bench --help` lists the options.
-bench: install ## Measure drop latency, bursts, retrain cost (~6 min here; ARGS="--parts latency")
+bench: install ## Measure latency, bursts, retrain cost, decisions, serve (~22 min; ARGS="--parts serve")
 	$(BIN)/python -m bench $(ARGS)
 
 # A fresh stack under arrivals that never stop, kill -9s every 20-45 s and a full data folder;

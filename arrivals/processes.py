@@ -14,12 +14,18 @@ import time
 from pathlib import Path
 
 log = logging.getLogger("arrivals.stack")
+DEAD_STATES = ("Z", "X")  # /proc/<pid>/stat's state: zombie, dead
 
 
 def process_start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks since boot); None when it is gone or dead."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    # A killed process stays listed, as a zombie, until its parent reaps it; a container's
+    # pid 1 may take seconds. It runs nothing and holds no port: it is not running.
+    if fields[0] in DEAD_STATES:
         return None
     return fields[19]  # field 22 of stat: start time in clock ticks since boot
 

@@ -73,7 +73,7 @@ def kill_group(pid: int) -> None:
 
 
 class Chaos:
-    """Every 20-45 s a random part dies; sometimes (`double`) a second one soon after."""
+    """Every 20-45 s a random part dies; sometimes (`double`) a second one 1-10 s after."""
 
     def __init__(
         self,
@@ -172,15 +172,19 @@ class Chaos:
 
     # -- the clock -------------------------------------------------------------------------------
     def run(self, until: float) -> None:
-        while not self._stop.wait(float(self.rng.uniform(*self.gap))):
+        """A fault every `gap` seconds, counted from the last one's kill (its heal included)."""
+        next_at = time.monotonic() + float(self.rng.uniform(*self.gap))
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
             if time.monotonic() >= until:
                 return
+            started = time.monotonic()
             first = str(self.rng.choice(self.parts))
             self.fault(first)
             if self.rng.random() < self.double and time.monotonic() < until:
                 second = str(self.rng.choice([p for p in self.parts if p != first]))
                 self._stop.wait(float(self.rng.uniform(1.0, 10.0)))
                 self.fault(second)
+            next_at = started + float(self.rng.uniform(*self.gap))
 
     def stop(self) -> None:
         self._stop.set()
