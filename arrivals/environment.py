@@ -12,6 +12,8 @@ from pathlib import Path
 
 from shared.settings import Settings
 
+FLOW_HEARTBEAT_SECONDS = 30
+
 AF_UNIX_PATH_MAX = 108  # bytes, the terminating NUL included (Linux)
 
 
@@ -70,6 +72,9 @@ def prefect_env(settings: Settings, environ: Mapping[str, str] | None = None) ->
         "PREFECT_SERVER_LOG_RETRYABLE_ERRORS": "true",
         "PREFECT_WORKER_QUERY_SECONDS": str(settings.services.worker_query_seconds),
         "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, int(settings.services.worker_query_seconds))),
+        # A flow run says it is alive this often (Prefect's minimum; its default is 180 s):
+        # automations/crash_silent_runs.yaml marks one Crashed after 3 missed beats.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_SECONDS),
     }
     auth = environ.get("PREFECT_SERVER_API_AUTH_STRING")
     if auth:

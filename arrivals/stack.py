@@ -32,8 +32,7 @@ from shared.events import prefect_headers
 from shared.settings import Settings
 
 log = logging.getLogger("arrivals.stack")
-SENSOR_ALIVE_SECONDS = 15
-PORT_RELEASE_SECONDS = 10.0  # the sensor touches its alive file every pass (~0.1 s)
+SENSOR_ALIVE_SECONDS = 15  # the sensor touches its alive file every pass (~0.1 s)
 
 
 class StackError(RuntimeError):
@@ -187,13 +186,7 @@ class Stack:
 
     # -- starting -------------------------------------------------------------------------
     def _check_port_free(self, name: str, port: int) -> None:
-        # A server killed a moment ago (kill -9, OOM) holds its port until the kernel has
-        # reaped all its processes: wait that out before blaming another program.
-        deadline = time.monotonic() + PORT_RELEASE_SECONDS
-        while port_in_use(self.settings.services.client_host, port):
-            if time.monotonic() < deadline:
-                time.sleep(0.25)
-                continue
+        if port_in_use(self.settings.services.client_host, port):
             raise StackError(
                 f"{name}: port {port} is in use by another program; stop it or pick another "
                 f"port (ARRIVALS_{name.split('-')[0].upper()}_PORT)"

@@ -38,7 +38,7 @@ ENTRYPOINTS = {
 
 # -- automations -----------------------------------------------------------------------------
 AUTOMATIONS_DIR = Path(automations.__file__).resolve().parent
-AUTOMATION_FILES = ("retrain_on_arrival.yaml", "sensor_silent.yaml")
+AUTOMATION_FILES = ("retrain_on_arrival.yaml", "sensor_silent.yaml", "crash_silent_runs.yaml")
 ALERT_BLOCK_PREFIX = "arrivals-alert"  # the Prefect notification blocks made of alerts.urls
 
 # -- flow-run processes ----------------------------------------------------------------------

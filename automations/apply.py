@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import yaml
@@ -173,6 +174,13 @@ def resolve_automation(
     return AutomationCore.model_validate(body)
 
 
+def unchanged(existing: Any, wanted: Any) -> bool:
+    """Whether the server's automation already is the `AutomationCore` we would write."""
+    fields = set(type(wanted).model_fields)
+    current = type(wanted).model_validate(existing.model_dump(include=fields))
+    return current.model_dump(mode="json") == wanted.model_dump(mode="json")
+
+
 def apply_automations(
     definitions: Sequence[dict],
     deployment_ids: dict[str, UUID],
@@ -195,7 +203,13 @@ def apply_automations(
             existing = client.read_automations_by_name(automation.name)
             if existing:
                 keep, *extra = existing
-                client.update_automation(keep.id, automation)
+                # An update restarts a proactive trigger's window: an `up` that heals a
+                # crashed service every half minute would keep crash-silent-runs and
+                # sensor-silent from ever firing. Only a changed definition is written.
+                if unchanged(keep, automation):
+                    log.info("Automation %s unchanged", automation.name)
+                else:
+                    client.update_automation(keep.id, automation)
                 for duplicate in extra:
                     client.delete_automation(duplicate.id)
                 applied.append(keep.id)

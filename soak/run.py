@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arrivals.harness import RunningStack, stack_environ, wait_for, write_params
+from arrivals.harness import RunningStack, WaitTimedOut, stack_environ, wait_for, write_params
+from arrivals.scale import drop_databases
 from bench.stats import summarize
 from producer.batches import select_batch
 from shared.dataset import training_pool
@@ -189,15 +190,15 @@ def storm(stack: RunningStack, config: SoakConfig, disk: SmallDisk, redis: OwnRe
     ]
     for thread in threads:
         thread.start()
-    time.sleep(duration * 0.4)
-    disk_result = disk_phase(stack, disk, driver, hold=min(60.0, duration * 0.15))
-    remaining = until - time.monotonic()
-    if remaining > 0:
-        time.sleep(remaining)
-    driver.stop()
-    chaos.stop()
-    for thread in threads:
-        thread.join(timeout=360)
+    try:
+        time.sleep(duration * 0.4)
+        disk_result = disk_phase(stack, disk, driver, hold=min(60.0, duration * 0.15))
+        time.sleep(max(0.0, until - time.monotonic()))
+    finally:  # also on Ctrl-C: a heal after `down` would leave services running
+        driver.stop()
+        chaos.stop()
+        for thread in threads:
+            thread.join(timeout=360)
     return {"driver": driver.log, "chaos": chaos.log, "disk": disk_result}
 
 
@@ -239,7 +240,10 @@ def run(config: SoakConfig) -> dict:
             shas = {d.sha256 for d in delivered}
             # Not RunningStack.quiesce: a run whose worker was killed stays Running in
             # Prefect for good; the ledger and the inbox say whether work is left.
-            wait_for(lambda: quiet(stack, shas), QUIET_TIMEOUT_SECONDS, "quiet")
+            try:
+                wait_for(lambda: quiet(stack, shas), QUIET_TIMEOUT_SECONDS, "quiet")
+            except WaitTimedOut as error:  # what is still pending shows as violations
+                log.error("%s", error)
             findings = check(stack, delivered, claim_ttl=CLAIM_TTL_SECONDS)
             latency = latencies(stack, delivered, result["driver"].sent_at)
         return {
@@ -257,6 +261,10 @@ def run(config: SoakConfig) -> dict:
     finally:
         if stack is not None:
             stack.down()
+            if config.profile == "scale":  # the run's own databases: nothing is kept
+                scale = stack.settings.scale
+                databases = [scale.prefect_database, scale.mlflow_database, scale.ledger_database]
+                drop_databases(scale.postgres_url, databases)
         if redis is not None:
             redis.stop()
         disk.unmount()

@@ -58,7 +58,8 @@ def test_every_service_module_exists_and_has_a_main(service: topology.Service) -
 def test_the_automations_name_only_declared_deployments(settings: Settings) -> None:
     declared = {spec.full_name for spec in topology.deployment_specs(settings)}
     definitions = topology.automations_declared()
-    assert [d["name"] for d in definitions] == ["retrain-on-arrival", "sensor-silent"]
+    names = ["retrain-on-arrival", "sensor-silent", "crash-silent-runs"]
+    assert [d["name"] for d in definitions] == names
     for definition in definitions:
         runs = [a for a in definition["actions"] if a["type"] == "run-deployment"]
         if runs:
