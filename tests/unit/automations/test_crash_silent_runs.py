@@ -16,7 +16,8 @@ def test_silent_flow_runs_are_crashed_after_three_missed_heartbeats(settings: Se
     automation = resolve_automation(definition, {}, heartbeat_seconds=30)
     trigger = automation.trigger
     assert trigger.posture == "Proactive"
-    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    # From the run's start, not only its first beat: a run can die before it beats once.
+    assert trigger.after == {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
     # Each run on its own clock, and any end of the run (or a beat) keeps it from firing.
     assert trigger.for_each == {"prefect.resource.id"}
     assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= trigger.expect
