@@ -9,6 +9,7 @@ the invariants (soak/invariants.py) and counts what was lost or duplicated.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from bench.stats import summarize
 from producer.batches import select_batch
 from shared.dataset import training_pool
 from shared.fs import is_temp_name
-from shared.ledger import PENDING_STATES, Ledger
+from shared.ledger import PENDING_STATES, FileState
 from soak.chaos import EMBEDDED_PARTS, SCALE_PARTS, Chaos
 from soak.disk import OwnRedis, SmallDisk
 from soak.driver import Driver, Plan
@@ -78,8 +79,6 @@ def producer_deliveries(stack: RunningStack) -> list[Delivered]:
     produced = []
     state = s.dirs.producer_state
     if state.exists():
-        import json
-
         produced = json.loads(state.read_text(encoding="utf-8")).get("produced", [])
     pool = training_pool(s.dataset, s.holdout)
     found = []
@@ -117,20 +116,13 @@ def quiet(stack: RunningStack, shas: set[str]) -> bool:
 
 
 def claimed_shas(stack: RunningStack) -> set[str]:
-    ledger = Ledger(stack.settings.ledger_url)
-    try:
-        return {r.sha256 for r in ledger.files() if r.state == "claimed"}
-    finally:
-        ledger.close()
+    """The contents a run holds a claim on now."""
+    return {r.sha256 for r in stack.open_ledger.files(FileState.CLAIMED)}
 
 
 def unfinished(stack: RunningStack, shas: set[str]) -> set[str]:
     """Of `shas`, those not yet in a terminal state (or not recorded yet)."""
-    ledger = Ledger(stack.settings.ledger_url)
-    try:
-        states = {r.sha256: r.state for r in ledger.files()}
-    finally:
-        ledger.close()
+    states = {r.sha256: r.state for r in stack.open_ledger.files()}
     return {sha for sha in shas if states.get(sha) in (None, *PENDING_STATES)}
 
 
@@ -204,11 +196,7 @@ def storm(stack: RunningStack, config: SoakConfig, disk: SmallDisk, redis: OwnRe
 
 def latencies(stack: RunningStack, delivered: list[Delivered], sent_at: dict[str, float]) -> dict:
     """Seconds from a file's drop to its content's decision (first delivery of each content)."""
-    ledger = Ledger(stack.settings.ledger_url)
-    try:
-        finished = {r.sha256: r.finished_at for r in ledger.files()}
-    finally:
-        ledger.close()
+    finished = {r.sha256: r.finished_at for r in stack.open_ledger.files()}
     first: dict[str, float] = {}
     for d in delivered:
         if d.kind != "duplicate" and d.name in sent_at:

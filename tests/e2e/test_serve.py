@@ -134,8 +134,10 @@ def test_version_follows_each_promotion_with_no_failed_request(stack, tmp_path, 
         retract = stack.arrivals("retract", "signal-4.csv")
         back = retract.stdout + retract.stderr
         wait_for(lambda: alias_version(stack) not in ("4", None), 30, "champion moved back")
-        wait_for(lambda: served(stack)["version"] == alias_version(stack), 30, "rollback served")
-        time.sleep(0.5)  # answers after the last swap too
+        back_to = wait_for(
+            lambda: (v := served(stack)["version"]) == alias_version(stack) and v, 30, "rollback"
+        )
+        wait_for(lambda: loop.answers[-1].version == back_to, 30, "an answer after the rollback")
     moves = [version for _t, version in watch.alias]
     assert moves[:4] == ["1", "2", "3", "4"] and moves[4] not in ("4", None), (moves, back)
     lags = watch.lags()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from arrivals.harness import wait_for
@@ -27,5 +26,5 @@ def test_a_live_process_has_a_start_time_and_a_killed_unreaped_one_has_none() ->
         assert process_start_time(child.pid) is None
     finally:
         child.wait()
-    time.sleep(0)  # reaped: gone from /proc altogether
+    # Reaped: gone from /proc altogether.
     assert process_start_time(child.pid) is None

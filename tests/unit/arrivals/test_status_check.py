@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 
-import arrivals.status as status_module
 from arrivals.cli import MAX_WAIT_SECONDS, main
-from arrivals.stack import ServiceStatus
 from arrivals.status import check_status
 from shared.ledger import Ledger
 from shared.settings import Settings
-
-SERVICES = ("prefect", "mlflow", "engine", "worker", "sensor")
+from tests.support.healthy_stack import SERVICES
 
 
 def snapshot(down: tuple[str, ...] = (), pending: int = 0, age: float | None = None) -> dict:
@@ -64,23 +61,6 @@ def test_both_problems_are_on_one_line() -> None:
 
 
 # -- the command, over a real ledger and a stack whose health is faked ---------------------------
-class HealthyStack:
-    """Stands in for `arrivals.stack.Stack`: every service up."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def statuses(self) -> dict[str, ServiceStatus]:
-        return {name: ServiceStatus(name, 100 + i, True) for i, name in enumerate(SERVICES)}
-
-
-@pytest.fixture
-def healthy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status_module, "Stack", HealthyStack)
-    # MLflow is "healthy" but not there: the champion is not what --check judges.
-    monkeypatch.setattr(status_module, "champion_from_mlflow", lambda settings, registry: None)
-
-
 def arrive_at(settings: Settings, name: str, detected_at: float) -> None:
     """A pending file in the home's ledger, detected at `detected_at` (epoch seconds)."""
     ledger = Ledger(settings.ledger_url, clock=lambda: detected_at)

@@ -9,32 +9,13 @@ from typing import Any
 import pytest
 
 import arrivals.disk as disk_module
-import arrivals.status as status_module
 from arrivals.cli import main
 from arrivals.disk import disk_line, disk_problem, is_low
-from arrivals.stack import ServiceStatus
 from arrivals.status import check_status, collect_status
 from shared.ledger import Ledger
 from shared.settings import Settings
 
 MIB = 1 << 20
-SERVICES = ("prefect", "mlflow", "engine", "worker", "sensor")
-
-
-class HealthyStack:
-    """Stands in for `arrivals.stack.Stack`: every service up."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def statuses(self) -> dict[str, ServiceStatus]:
-        return {name: ServiceStatus(name, 100 + i, True) for i, name in enumerate(SERVICES)}
-
-
-@pytest.fixture
-def healthy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(status_module, "Stack", HealthyStack)
-    monkeypatch.setattr(status_module, "champion_from_mlflow", lambda settings, registry: None)
 
 
 @pytest.fixture
