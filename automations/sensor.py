@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from automations.delivery import RECHECK_ON_START_SECONDS, StoreCheck, arrival_event
 from automations.door import not_csv_reason, special_key, special_reason
 from automations.set_aside import archive_duplicate, refuse
 from automations.settler import (
@@ -91,6 +92,7 @@ class InboxSensor:
         observer_factory: Callable[[], object] | None = None,
         run_states: events.RunStates | None = None,
         notifier: Notifier | None = None,
+        store_check: StoreCheck | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
@@ -102,6 +104,7 @@ class InboxSensor:
         self._observer_factory = observer_factory
         self.run_states = run_states
         self.notifier = notifier or NoNotifier()
+        self.store_check = store_check
         self.stuck = StuckFiles(ledger, self.notifier, settings.alerts.stuck_after_seconds)
         self._recorded: dict[Path, tuple[int, int, int] | None] = {}
         self._observer = None
@@ -214,44 +217,30 @@ class InboxSensor:
         return recorded
 
     # -- delivery ------------------------------------------------------------------------
-    def _event_for(self, arrival: Arrival) -> events.Event:
-        payload = {
-            "name": arrival.name,
-            "path": arrival.path,
-            "size": arrival.size,
-            "sha256": arrival.sha256,
-            "detected_via": arrival.detected_via,
-        }
-        name = events.FILE_ARRIVED
-        if arrival.disposition == Disposition.DUPLICATE:
-            name = events.FILE_DUPLICATE
-            payload["duplicate_of"] = arrival.duplicate_of
-        elif arrival.disposition == Disposition.REFUSED:
-            name = events.FILE_REJECTED
-            record = self.ledger.get(arrival.sha256)
-            payload["reason"] = record.reason if record else None
-            payload["quarantine_path"] = arrival.path
-        return events.file_event(
-            name,
-            sha256=arrival.sha256,
-            file_name=arrival.name,
-            payload=payload,
-            id=events.event_id(name, arrival.sha256, arrival.id),
-            related=[events.inbox_related(str(self.inbox))],
-        )
-
     def announce_pending(self) -> int:
         """Send every unconfirmed arrival; stop at the first failure and retry later."""
         sent = 0
         for arrival in self.ledger.unannounced():
+            event = arrival_event(self.ledger, arrival, str(self.inbox))
             try:
-                self.emitter.emit([self._event_for(arrival)])
+                self.emitter.emit([event])
             except events.EventNotDelivered as error:
                 log.warning("Announcement of %s delayed: %s", arrival.name, error)
                 return sent
             self.ledger.mark_announced(arrival.id)
+            if self.store_check is not None:
+                self.store_check.expect(event, arrival.name, self.clock())
             sent += 1
         return sent
+
+    def recheck_recent(self) -> None:
+        """Check the events of recent arrivals: a sensor that stopped may not have."""
+        if self.store_check is None:
+            return
+        now = self.clock()
+        for arrival in self.ledger.announced_since(time.time() - RECHECK_ON_START_SECONDS):
+            event = arrival_event(self.ledger, arrival, str(self.inbox))
+            self.store_check.expect(event, arrival.name, now)
 
     def release_ended_claims(self) -> set[str]:
         """Runs that ended (crashed, failed, cancelled) while holding files give them back."""
@@ -338,6 +327,8 @@ class InboxSensor:
             self.announce_pending()
             waiting = bool(self.ledger.unannounced())
             self._next_announce = now + (sensor.retry_seconds if waiting else sensor.rescan_seconds)
+        if self.store_check is not None:
+            self.store_check.check(now)
         if now >= self._next_heartbeat:
             self.heartbeat()
             self._next_heartbeat = now + sensor.heartbeat_seconds
@@ -345,6 +336,7 @@ class InboxSensor:
     def run(self, *, tick: float = 0.1, alive_file: Path | None = None) -> None:
         """Run until `stop()`; writes `alive_file` every pass so a supervisor sees progress."""
         self.start_observer()
+        self.recheck_recent()
         log.info("Watching %s", self.inbox)
         try:
             while not self._stop.is_set():
@@ -374,12 +366,14 @@ def main(argv: Iterable[str] | None = None) -> None:
     # than the one the automations were applied to); the configured one when run alone.
     api_url = os.environ.get("PREFECT_API_URL") or settings.prefect_api_url
     notifier = BackgroundNotifier(notifier_for(settings.alerts))  # never holds up the loop
+    emitter = events.ConfirmedEmitter(api_url)
     sensor = InboxSensor(
         settings,
         ledger,
-        events.ConfirmedEmitter(api_url),
+        emitter,
         run_states=events.RunStates(api_url),
         notifier=notifier,
+        store_check=StoreCheck(events.EventStore(api_url), emitter),
     )
     signal.signal(signal.SIGTERM, lambda *_: sensor.stop())
     signal.signal(signal.SIGINT, lambda *_: sensor.stop())

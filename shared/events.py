@@ -141,6 +141,50 @@ class ConfirmedEmitter:
         self._client.close()
 
 
+class StoredEvents(Protocol):
+    def stored(self, ids: Sequence[str], since: datetime) -> set[str]:
+        """Which of `ids` (events that occurred after `since`) the event store holds."""
+
+
+class EventStore:
+    """Looks events up by id in what Prefect stored (`POST /events/filter`).
+
+    An accepted event (204) is on Prefect's message broker, not yet in its database: the
+    event persister writes it a few seconds later, and a broker or server restart in
+    between loses it. What is stored is what the UI, the feed and the lineage show.
+    """
+
+    PAGE = 50  # the API's largest page (INTERACTIVE_PAGE_SIZE)
+
+    def __init__(self, api_url: str, *, timeout: float = 10.0) -> None:
+        self._url = api_url.rstrip("/") + "/events/filter"
+        self._client = httpx.Client(timeout=timeout, headers=prefect_headers())
+
+    def stored(self, ids: Sequence[str], since: datetime) -> set[str]:
+        """Raises `EventNotDelivered` when the API cannot say (down, or an error)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), self.PAGE):
+            page = list(ids[start : start + self.PAGE])
+            body = {
+                "filter": {"id": {"id": page}, "occurred": {"since": since.isoformat()}},
+                "limit": self.PAGE,
+            }
+            try:
+                response = self._client.post(self._url, json=body)
+            except httpx.HTTPError as error:
+                unreachable = f"Prefect API unreachable at {self._url}: {error}"
+                raise EventNotDelivered(unreachable) from error
+            if response.status_code != 200:
+                raise EventNotDelivered(
+                    f"Prefect API could not list events: HTTP {response.status_code}"
+                )
+            found.update(event["id"] for event in response.json()["events"])
+        return found
+
+    def close(self) -> None:
+        self._client.close()
+
+
 class RunStates:
     """Asks the Prefect API whether a flow run has ended (so its claims can be released)."""
 

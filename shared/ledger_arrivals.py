@@ -116,11 +116,18 @@ class LedgerArrivals:
 
     def unannounced(self) -> list[Arrival]:
         """Arrivals whose event the Prefect API has not confirmed yet, oldest first."""
+        return self._arrivals_where(arrivals_table.c.announced_at.is_(None))
+
+    def announced_since(self, since: float) -> list[Arrival]:
+        """Arrivals whose event the API accepted at or after `since`, oldest first."""
+        return self._arrivals_where(arrivals_table.c.announced_at >= since)
+
+    def _arrivals_where(self, condition: sa.ColumnElement[bool]) -> list[Arrival]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(arrivals_table, files_table.c.name.label("first_name"))
                 .join(files_table, files_table.c.sha256 == arrivals_table.c.sha256)
-                .where(arrivals_table.c.announced_at.is_(None))
+                .where(condition)
                 .order_by(arrivals_table.c.id)
             ).all()
         return [

@@ -18,6 +18,7 @@ import pytest
 from arrivals.harness import RunningStack
 from shared.events import FILE_REJECTED, file_resource_id
 from shared.settings import PROJECT_ROOT
+from tests.support.stack import stored_events
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +108,7 @@ def test_penguins_train_from_arrivals_alone(stack: RunningStack, tmp_path: Path)
     assert json.loads((quarantine / "report.json.reason.json").read_text())["reason"] == (
         report.reason
     )
-    (event,) = stack.events(FILE_REJECTED, file_resource_id(report.sha256))
+    (event,) = stored_events(stack, FILE_REJECTED, file_resource_id(report.sha256))
     assert event["payload"]["reason"] == report.reason
 
     # Bad rows dropped and listed; rows with missing values in nullable columns kept.

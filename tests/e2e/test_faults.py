@@ -15,8 +15,15 @@ import pytest
 
 from arrivals.harness import RunningStack, wait_for
 from shared.dataset import training_pool
-from shared.events import FILE_ARRIVED, FILE_DUPLICATE, FILE_REJECTED, file_resource_id
+from shared.events import (
+    FILE_ARRIVED,
+    FILE_DUPLICATE,
+    FILE_REJECTED,
+    event_id,
+    file_resource_id,
+)
 from shared.fs import sha256_file
+from tests.support.stack import stored_events
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +100,7 @@ def assert_trained_once(stack: RunningStack, names: list[str]) -> None:
             raise AssertionError(f"{timeout}\n{_diagnosis(stack, name)}") from None
         assert record.state == "trained", (name, record.reason)
         assert stack.versions_with(name) == [record.model_version], name
-        assert len(stack.events(FILE_ARRIVED, file_resource_id(record.sha256))) >= 1
+        assert len(stored_events(stack, FILE_ARRIVED, file_resource_id(record.sha256))) >= 1
     assert all("arrivals.decision" in v["tags"] for v in stack.model_versions())
     stack.assert_counts_match_ledger()
 
@@ -123,6 +130,44 @@ def test_sensor_down_files_are_found_on_restart(stack: RunningStack, rows, tmp_p
     result = stack.arrivals("up", "--detach", check=False)
     assert result.returncode == 0, result.stderr
     assert_trained_once(stack, names)
+
+
+def test_an_event_prefect_accepted_but_lost_is_sent_again(stack: RunningStack, rows, tmp_path):
+    """The chaos soak's finding 6: the API accepted a file's event (204), then a restart lost
+    it before Prefect's persister wrote it. The ledger says announced; the sensor (here just
+    restarted) finds the event missing from the store and sends it again, under its id."""
+    kill_group(stack.service_pid("sensor"))
+    cp(write_slice(rows, tmp_path, "lost_event.csv"), stack)
+    path = stack.settings.dirs.inbox.resolve() / "lost_event.csv"
+    ledger = stack.ledger()
+    try:
+        arrival = ledger.record_arrival(
+            name=path.name,
+            path=str(path),
+            size=path.stat().st_size,
+            sha256=sha256_file(path),
+            detected_via="push",
+        )
+        ledger.mark_announced(arrival.id)  # accepted, and lost: the store never had it
+    finally:
+        ledger.close()
+    assert not stack.events(FILE_ARRIVED, file_resource_id(arrival.sha256))
+    result = stack.arrivals("up", "--detach", check=False)
+    assert result.returncode == 0, result.stderr
+
+    lost_id = event_id(FILE_ARRIVED, arrival.sha256, arrival.id)
+    (event,) = wait_for(
+        lambda: [
+            e
+            for e in stack.events(FILE_ARRIVED, file_resource_id(arrival.sha256))
+            if e["id"] == lost_id
+        ],
+        60,
+        "the lost event, sent again",
+    )
+    assert event["payload"]["name"] == "lost_event.csv"
+    assert "reannounced" not in event["payload"], "the lost event itself, not a reminder"
+    assert_trained_once(stack, ["lost_event.csv"])
 
 
 def test_killed_retrain_is_trained_by_a_later_run(stack: RunningStack, rows, tmp_path: Path):
@@ -275,7 +320,7 @@ def test_temp_names_are_ignored_and_tools_all_work(stack: RunningStack, rows, tm
         assert stack.wait_terminal(name).state == "trained", name
     slow_record = stack.wait_terminal("slow_writer.csv")
     assert slow_record.sha256 == sha256_file(slow)  # announced after it was complete
-    assert len(stack.events(FILE_ARRIVED, file_resource_id(slow_record.sha256))) == 1
+    assert len(stored_events(stack, FILE_ARRIVED, file_resource_id(slow_record.sha256))) == 1
     ledger = stack.ledger()
     try:
         arrived_names = {a.name for a in ledger.arrivals()}

@@ -13,6 +13,7 @@ from arrivals.harness import RunningStack, wait_for
 from shared.dataset import training_pool
 from shared.events import file_resource_id
 from shared.fs import sha256_file
+from tests.support.stack import stored_events
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_hand_dropped_csv_becomes_the_champion(stack: RunningStack, tmp_path: Pa
     assert alias["version"] == (record.model_version if promoted else champion_before["version"])
 
     # Prefect: the arrival event is in the feed, and a completed retrain run took it.
-    arrived = stack.events("inbox.file.arrived", file_resource_id(sha))
+    arrived = stored_events(stack, "inbox.file.arrived", file_resource_id(sha))
     assert len(arrived) == 1
     assert arrived[0]["payload"]["name"] == "hand_drop.csv"
     assert arrived[0]["resource"]["prefect.resource.name"] == "hand_drop.csv"
@@ -195,7 +196,7 @@ def test_a_file_landing_while_the_trigger_ignores_arrivals_is_not_left_waiting(
         f"\nsecond file: first run {run_state} when it landed, "
         f"taken by {'that run' if record.claimed_by == run_id else 'another run'}\n"
     )
-    arrived = stack.events("inbox.file.arrived", file_resource_id(record.sha256))
+    arrived = stored_events(stack, "inbox.file.arrived", file_resource_id(record.sha256))
     assert len(arrived) == 1, "announced again: no run took the file when it arrived"
     if run_state == "RUNNING":  # the first run was listening when the second file landed
         assert record.claimed_by == run_id

@@ -36,6 +36,7 @@ import pytest
 
 from arrivals.harness import RunningStack, wait_for
 from shared.events import CHAMPION_PROMOTED, FILE_ARRIVED, VERSION_REGISTERED
+from tests.support.stack import stored_events
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
@@ -251,7 +252,7 @@ def test_event_feed_page_shows_the_hand_dropped_arrival(
     stack: RunningStack, trained_file, tmp_path: Path
 ):
     # The event is in the API first; the page is what a person sees of it.
-    assert stack.events(FILE_ARRIVED, f"inbox.file.{trained_file.sha256}")
+    assert stored_events(stack, FILE_ARRIVED, f"inbox.file.{trained_file.sha256}")
     started = time.monotonic()
     with browser(tmp_path) as page:
         # By its name (the event's prefect.resource.name), not only by its sha256 resource id.

@@ -68,6 +68,32 @@ class FakeEmitter:
         return [event for event in source if event.event == name]
 
 
+class FakeEventStore:
+    """What a `FakeEmitter` delivered, as Prefect's event store holds it.
+
+    `lose(event_id)` drops the next delivery of that id after the API accepted it, as a
+    broker restart does before the persister writes; `down` makes every look-up fail.
+    """
+
+    def __init__(self, emitter: FakeEmitter) -> None:
+        self.emitter = emitter
+        self.down = False
+        self.lookups: list[list[str]] = []
+        self._lost: dict[str, int] = {}
+
+    def lose(self, event_id: str, times: int = 1) -> None:
+        self._lost[event_id] = self._lost.get(event_id, 0) + times
+
+    def stored(self, ids: Sequence[str], since: Any) -> set[str]:
+        if self.down:
+            raise EventNotDelivered("Prefect API unreachable (fake)")
+        self.lookups.append(list(ids))
+        deliveries: dict[str, int] = {}
+        for event in self.emitter.delivered:
+            deliveries[event.id] = deliveries.get(event.id, 0) + 1
+        return {i for i in ids if deliveries.get(i, 0) > self._lost.get(i, 0)}
+
+
 class FakeObserver:
     """A watchdog observer that watches nothing: it remembers what it was told."""
 

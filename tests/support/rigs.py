@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from automations.delivery import StoreCheck
 from automations.sensor import InboxSensor
 from consumer import retrain
 from consumer.commit import register_and_judge
@@ -23,6 +24,7 @@ from tests.support.data import ROWS
 from tests.support.fakes import (
     FakeClock,
     FakeEmitter,
+    FakeEventStore,
     FakeNotifier,
     FakeObserver,
     FakeRegistry,
@@ -44,6 +46,7 @@ class SensorRig:
         self.ledger = Ledger(settings.ledger_url, clock=self.ledger_clock)
         self.emitter = FakeEmitter()
         self.notifier = FakeNotifier()
+        self.store = FakeEventStore(self.emitter)
         self.observers: list[FakeObserver] = []
         self.sensor = InboxSensor(
             settings,
@@ -53,6 +56,7 @@ class SensorRig:
             observer_factory=self._observer,
             run_states=run_states,
             notifier=self.notifier,
+            store_check=StoreCheck(self.store, self.emitter),
         )
         self.inbox = settings.dirs.inbox
 

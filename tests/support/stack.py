@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from arrivals.harness import RunningStack, stack_environ, write_params
+from arrivals.harness import RunningStack, stack_environ, wait_for, write_params
 
 
 @contextmanager
@@ -42,3 +42,13 @@ def stack_for(
                 if log.exists():
                     sys.stderr.write(f"\n--- tail of {name}.log ---\n")
                     sys.stderr.write("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+
+
+def stored_events(
+    stack: RunningStack, name: str, resource_id: str | None = None, timeout: float = 60
+) -> list[dict]:
+    """The events `name` once Prefect stored one: its persister writes a few seconds after
+    the API accepted them, and the sensor resends an arrival event a restart lost."""
+    return wait_for(
+        lambda: stack.events(name, resource_id), timeout, f"Prefect to store a {name} event"
+    )
