@@ -178,13 +178,21 @@ class Chaos:
             if time.monotonic() >= until:
                 return
             started = time.monotonic()
-            first = str(self.rng.choice(self.parts))
-            self.fault(first)
+            first = self._strike()
             if self.rng.random() < self.double and time.monotonic() < until:
-                second = str(self.rng.choice([p for p in self.parts if p != first]))
                 self._stop.wait(float(self.rng.uniform(1.0, 10.0)))
-                self.fault(second)
+                self._strike(exclude=first)
             next_at = started + float(self.rng.uniform(*self.gap))
+
+    def _strike(self, exclude: str | None = None) -> str:
+        """Kill a random part other than `exclude`. With no retrain running to kill, another
+        part dies instead, so the fault rate does not depend on how busy the retrains are."""
+        choices = [p for p in self.parts if p != exclude]
+        part = str(self.rng.choice(choices))
+        if self.fault(part).pid is None and part == "retrain":
+            part = str(self.rng.choice([p for p in choices if p != "retrain"]))
+            self.fault(part)
+        return part
 
     def stop(self) -> None:
         self._stop.set()

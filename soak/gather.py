@@ -90,6 +90,16 @@ def arrived_events(stack: RunningStack) -> dict[str, set[str]]:
     return dict(arrived)
 
 
+def events_stored(stack: RunningStack) -> bool:
+    """Every announced content's arrival event is in Prefect's store. One a restart lost
+    after the API accepted it comes back when the sensor resends it (automations/delivery)."""
+    announced = {r.sha256 for r in stack.open_ledger.files() if r.announced_at is not None}
+    missing = announced - set(arrived_events(stack))
+    if missing:
+        log.info("%d announced content(s) have no stored %s event yet", len(missing), FILE_ARRIVED)
+    return not missing
+
+
 def champion_version(stack: RunningStack) -> str | None:
     """The version the champion alias is on (None: no alias, or no model yet)."""
     response = stack.mlflow(

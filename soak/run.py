@@ -31,7 +31,7 @@ from shared.ledger import PENDING_STATES, FileState
 from soak.chaos import EMBEDDED_PARTS, SCALE_PARTS, Chaos
 from soak.disk import OwnRedis, SmallDisk
 from soak.driver import Driver, Plan
-from soak.gather import check
+from soak.gather import check, events_stored
 from soak.invariants import Delivered
 
 log = logging.getLogger("soak")
@@ -40,6 +40,8 @@ PRODUCER_GRACE_SECONDS = 15
 STAGED_FILES = 5  # land on the full disk by rename: they must wait, then train
 CLAIM_TTL_SECONDS = 60  # a killed run's files wait this long at most (the default is 300)
 QUIET_TIMEOUT_SECONDS = 420  # after the storm: every file finished within this
+# Then every arrival event stored: a resend of one a restart lost comes 15, 45 or 105 s on.
+EVENTS_TIMEOUT_SECONDS = 150
 DISK_MB = 64
 
 
@@ -231,6 +233,10 @@ def run(config: SoakConfig) -> dict:
             try:
                 wait_for(lambda: quiet(stack, shas), QUIET_TIMEOUT_SECONDS, "quiet")
             except WaitTimedOut as error:  # what is still pending shows as violations
+                log.error("%s", error)
+            try:
+                wait_for(lambda: events_stored(stack), EVENTS_TIMEOUT_SECONDS, "events", every=5)
+            except WaitTimedOut as error:  # what is still missing shows as violations
                 log.error("%s", error)
             findings = check(stack, delivered, claim_ttl=CLAIM_TTL_SECONDS)
             latency = latencies(stack, delivered, result["driver"].sent_at)
