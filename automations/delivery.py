@@ -25,8 +25,9 @@ log = logging.getLogger("arrivals.sensor")
 # Three of Prefect's default persister flushes (5 s): a stored event is found on the first
 # look unless the persister is far behind, which costs one harmless copy.
 CHECK_AFTER_SECONDS = 15.0
-# Checks back off (15 s, 30 s, 60 s, ...): about 16 minutes of trying in all, enough to
-# outlast a broker restart or a server backlog; then the sensor gives up and says so.
+# After each resend the next look waits twice as long (30 s, 60 s, ... 960 s): about half an
+# hour of trying, enough to outlast a broker restart or a server's backlog; then the sensor
+# gives up and says so (the file is safe either way: the ledger holds it).
 MAX_RESENDS = 6
 # On start, arrivals announced this recently are checked too: the last run of the sensor
 # may have stopped before it could check them.

@@ -16,8 +16,15 @@ def test_silent_flow_runs_are_crashed_after_three_missed_heartbeats(settings: Se
     automation = resolve_automation(definition, {}, heartbeat_seconds=30)
     trigger = automation.trigger
     assert trigger.posture == "Proactive"
-    # From the run's start, not only its first beat: a run can die before it beats once.
-    assert trigger.after == {"prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
+    # From the run's start, not only its first beat: a run can die before it beats once,
+    # even before it runs (the deployment's slot is taken at Pending).
+    assert trigger.after == {
+        "prefect.flow-run.Pending",
+        "prefect.flow-run.Running",
+        "prefect.flow-run.heartbeat",
+    }
+    # Running ends the Pending window and opens its own, as each beat does.
+    assert "prefect.flow-run.Running" in trigger.expect
     # Each run on its own clock, and any end of the run (or a beat) keeps it from firing.
     assert trigger.for_each == {"prefect.resource.id"}
     assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= trigger.expect
