@@ -178,7 +178,10 @@ def unchanged(existing: Any, wanted: Any) -> bool:
     """Whether the server's automation already is the `AutomationCore` we would write."""
     fields = set(type(wanted).model_fields)
     current = type(wanted).model_validate(existing.model_dump(include=fields))
-    return current.model_dump(mode="json") == wanted.model_dump(mode="json")
+    # Python mode, not JSON: a trigger's `after` and `expect` are sets, and JSON lists them in
+    # an order that changes with each process's hash seed, so equal sets compared unequal in
+    # some `up` runs and the rewrite restarted crash-silent-runs' windows (soak finding).
+    return current.model_dump() == wanted.model_dump()
 
 
 def apply_automations(

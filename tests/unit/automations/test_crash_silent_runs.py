@@ -57,3 +57,27 @@ def test_up_rewrites_an_automation_only_when_its_definition_changed() -> None:
         slower = resolve_automation(definition, deployments, heartbeat_seconds=60)
         if "within_heartbeats" in definition["trigger"]:
             assert not unchanged(stored, slower), "a new interval is written"
+
+
+def test_an_automation_read_back_with_its_sets_in_another_order_is_unchanged() -> None:
+    """The server lists a trigger's `after` and `expect` in its own order; as JSON lists,
+    equal sets compared unequal in some processes, and `up` rewrote the automation."""
+    from itertools import permutations
+    from uuid import uuid4
+
+    from prefect.events.schemas.automations import Automation
+
+    from automations.apply import unchanged
+
+    (definition,) = [d for d in automations_declared() if d["name"] == "crash-silent-runs"]
+    wanted = resolve_automation(definition, {}, heartbeat_seconds=30)
+    stored = Automation(id=uuid4(), **wanted.model_dump()).model_dump(mode="json")
+    for after in permutations(stored["trigger"]["after"]):
+        for shift in range(len(stored["trigger"]["expect"])):
+            expect = stored["trigger"]["expect"][shift:] + stored["trigger"]["expect"][:shift]
+            read_back = Automation.model_validate(
+                {**stored, "trigger": {**stored["trigger"], "after": after, "expect": expect}}
+            )
+            assert unchanged(read_back, wanted), (after, expect)
+    fewer = {**stored["trigger"], "after": stored["trigger"]["after"][1:]}
+    assert not unchanged(Automation.model_validate({**stored, "trigger": fewer}), wanted)
