@@ -171,18 +171,24 @@ def test_an_event_prefect_accepted_but_lost_is_sent_again(stack: RunningStack, r
 
 
 def test_killed_retrain_is_trained_by_a_later_run(stack: RunningStack, rows, tmp_path: Path):
-    worker = stack.service_pid("worker")
-    cp(write_slice(rows, tmp_path, "killed_run.csv"), stack)
-    wait_for(
-        lambda: ledger_states(stack).get("killed_run.csv") == "claimed",
+    # Everything slow (status calls) before the drop: the kill must land mid-run.
+    parents = (stack.service_pid("engine"), stack.service_pid("worker"))
+    path = write_slice(rows, tmp_path, "killed_run.csv")
+    sha = sha256_file(path)
+    cp(path, stack)
+    # The run holds its claim for only a few seconds: poll the one open ledger connection
+    # quickly (opening a ledger per poll was slow enough on a busy machine to kill too late).
+    claimed = wait_for(
+        lambda: (r := stack.open_ledger.get(sha)) is not None and r.state == "claimed" and r,
         60,
         "a retrain to claim the file",
+        every=0.05,
     )
     # The process doing the training is a fork of the warm engine; the worker's child is its
     # client. Both die at once, as in a crash of the machine's flow-run processes.
     children = [
         pid
-        for parent in (stack.service_pid("engine"), worker)
+        for parent in parents
         for pid in subprocess.run(
             ["pgrep", "-P", str(parent)], capture_output=True, text=True
         ).stdout.split()
@@ -191,8 +197,9 @@ def test_killed_retrain_is_trained_by_a_later_run(stack: RunningStack, rows, tmp
     for child in children:
         os.kill(int(child), signal.SIGKILL)
     assert_trained_once(stack, ["killed_run.csv"])
-    crashed = stack.flow_runs("retrain/retrain-on-arrival", state="CRASHED")
-    assert crashed, "the killed run should show as Crashed in Prefect"
+    assert stack.wait_terminal("killed_run.csv").claimed_by != claimed.claimed_by
+    killed = stack.flow_run(claimed.claimed_by)
+    assert killed["state_type"] == "CRASHED", f"the killed run ended {killed['state_type']}"
 
 
 def test_same_content_under_a_new_name_is_a_duplicate(stack: RunningStack, rows, tmp_path):
