@@ -5,30 +5,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from automations.delivery import CHECK_AFTER_SECONDS, StoreCheck
 from automations.sensor import InboxSensor
 from shared import events
-from shared.settings import load_settings
 from tests.support.data import ROWS
 from tests.support.fakes import FakeClock, FakeEmitter, FakeEventStore
 from tests.support.rigs import SensorRig
 
 DIGEST = hashlib.sha256(ROWS).hexdigest()
 FIRST_EVENT_ID = events.event_id(events.FILE_ARRIVED, DIGEST, 1)  # the first arrival's event
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SensorRig]:
-    settings = load_settings()
-    settings.dirs.ensure()
-    rig = SensorRig(settings, tmp_path)
-    yield rig
-    rig.ledger.close()
 
 
 def arrived(rig: SensorRig) -> list[events.Event]:
@@ -103,9 +89,7 @@ def test_resends_back_off_and_end_with_an_error_naming_the_file(caplog) -> None:
     assert "a.csv" in gave_up.getMessage() and "3 resends" in gave_up.getMessage()
 
 
-def test_a_restarted_sensor_checks_what_its_last_run_announced(
-    rig: SensorRig, tmp_path: Path
-) -> None:
+def test_a_restarted_sensor_checks_what_its_last_run_announced(rig: SensorRig) -> None:
     rig.ledger_clock.now = time.time()  # announced a moment ago, by the ledger's clock
     rig.store.lose(FIRST_EVENT_ID)
     rig.drop("a.csv")

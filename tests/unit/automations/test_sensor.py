@@ -14,20 +14,10 @@ import pytest
 from automations.sensor import CLOSED
 from shared import events
 from shared.ledger import Disposition, FileState
-from shared.settings import Settings, load_settings
+from shared.settings import Settings
 from tests.support.data import OTHER_ROWS, ROWS
 from tests.support.fakes import FakeRunStates
 from tests.support.rigs import SensorRig
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SensorRig]:
-    settings = load_settings()  # ARRIVALS_HOME is tmp_path/home (conftest)
-    assert settings.home.is_relative_to(tmp_path)
-    settings.dirs.ensure()
-    rig = SensorRig(settings, tmp_path)
-    yield rig
-    rig.ledger.close()
 
 
 def test_a_csv_in_the_inbox_is_recorded_and_announced(rig: SensorRig) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,9 @@ import pytest
 import automations.set_aside as set_aside
 from shared import events
 from shared.ledger import FileState
-from shared.settings import load_settings
 from tests.support.data import OTHER_ROWS, ROWS
 from tests.support.full_disk import FullDisk, temp_files
 from tests.support.rigs import SensorRig
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SensorRig]:
-    settings = load_settings()
-    settings.dirs.ensure()
-    rig = SensorRig(settings, tmp_path)
-    yield rig
-    rig.ledger.close()
 
 
 def test_a_refusal_with_no_room_for_its_sidecar_is_still_quarantined_and_recorded(

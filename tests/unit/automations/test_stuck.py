@@ -5,13 +5,12 @@ reason. A real ledger on a tmp home, a fake clock and a fake notifier."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from automations.stuck import StuckFiles
 from shared.ledger import FileState, Ledger
-from shared.settings import Settings, load_settings
+from shared.settings import Settings
 from tests.support.fakes import FakeClock, FakeNotifier
 from tests.support.rigs import SensorRig
 
@@ -138,15 +137,6 @@ def test_content_let_in_again_is_a_new_wait(
 
 
 # -- in the sensor's loop -----------------------------------------------------------------
-
-
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[SensorRig]:
-    settings = load_settings()
-    settings.dirs.ensure()
-    rig = SensorRig(settings, tmp_path)
-    yield rig
-    rig.ledger.close()
 
 
 def test_the_sensor_sweeps_for_stuck_files(rig: SensorRig) -> None:
